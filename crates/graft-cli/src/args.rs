@@ -1,0 +1,281 @@
+//! Command-line arguments, parsed into the library crates' typed configurations.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+use graft_nn::{NetworkKind, Normalization};
+use graft_transfer::pretrain::PretrainConfig;
+use graft_transfer::tasks::SplitChoice;
+use graft_transfer::{Protocol, Strategy, SweepConfig};
+
+/// graft: reuse a trained backbone on a new task, and measure what the reuse bought.
+#[derive(Debug, Parser)]
+#[command(name = "graft", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pretrain a network on a protocol's source task (cached) and save its checkpoint.
+    Pretrain(PretrainArgs),
+    /// Reuse a checkpoint's backbone on a protocol's target task with one strategy.
+    Transfer(TransferArgs),
+    /// Accuracy of a checkpoint on a graft data set.
+    Eval(EvalArgs),
+    /// Every strategy x label budget x seed of a protocol, with a report.
+    Sweep(SweepArgs),
+    /// Import and inspect data sets.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// List usable CUDA devices, or say why there are none (exit code 0 either way).
+    Devices,
+}
+
+/// Data-set subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Convert IDX files (raw or .gz, recognised from the content) into a graft data set.
+    Import(ImportArgs),
+    /// Describe a graft data set.
+    Inspect(InspectArgs),
+}
+
+/// `graft data import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Images file (IDX3, raw or gzip).
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Labels file (IDX1, raw or gzip).
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// Output graft data set (written atomically).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl ImportArgs {
+    /// Provenance recorded in the data set's metadata.
+    pub fn provenance(&self) -> String {
+        format!(
+            "imported by graft from {} and {}",
+            self.images.display(),
+            self.labels.display()
+        )
+    }
+}
+
+/// `graft data inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A graft data set.
+    pub file: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where a protocol's data and caches live.
+#[derive(Debug, Args)]
+pub struct Locations {
+    /// Folder with the protocol's raw data (Animal-MNIST IDX files).
+    #[arg(long, default_value = "data/animal-mnist")]
+    pub data: PathBuf,
+    /// Folder for imported data sets and pretrained checkpoints.
+    #[arg(long, default_value = "runs/cache")]
+    pub cache: PathBuf,
+}
+
+/// `graft pretrain`.
+#[derive(Debug, Args)]
+pub struct PretrainArgs {
+    /// Protocol whose source task to train on.
+    #[arg(long, default_value = "animals")]
+    pub protocol: Protocol,
+    /// Reference network.
+    #[arg(long, default_value = "mlp")]
+    pub model: NetworkKind,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub loc: Locations,
+    /// Output checkpoint (safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A label budget: a number of labels per class, or `all`.
+#[derive(Debug, Clone, Copy)]
+pub struct LabelBudget(pub Option<usize>);
+
+impl std::str::FromStr for LabelBudget {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "all" {
+            return Ok(Self(None));
+        }
+        match s.parse::<usize>() {
+            Ok(k) if k > 0 => Ok(Self(Some(k))),
+            _ => Err(format!(
+                "`{s}` is not a label budget: give a positive number or `all`"
+            )),
+        }
+    }
+}
+
+/// `graft transfer`.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// Protocol whose target task to learn.
+    #[arg(long, default_value = "animals")]
+    pub protocol: Protocol,
+    /// Reference network.
+    #[arg(long, default_value = "mlp")]
+    pub model: NetworkKind,
+    /// Pretrained checkpoint whose backbone is reused.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Strategy: scratch, linear-probe or fine-tune.
+    #[arg(long, default_value = "fine-tune")]
+    pub strategy: Strategy,
+    /// Labels per class (a number or `all`).
+    #[arg(long, default_value = "10")]
+    pub k: LabelBudget,
+    /// Seed of the k-shot draw, the new weights and the batch order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub loc: Locations,
+    /// Where to save the trained network.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `graft eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Reference network of the checkpoint.
+    #[arg(long, default_value = "mlp")]
+    pub model: NetworkKind,
+    /// Checkpoint (safetensors, PyTorch names).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// A graft data set (see `graft data import`).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Keep these original labels, renumbered 0.. in the order given (e.g. `2,4`).
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<u32>>,
+    /// Which part to evaluate on (Animal-MNIST split rule).
+    #[arg(long, default_value = "test", value_parser = parse_split)]
+    pub split: SplitChoice,
+    /// Input mean (overrides the checkpoint's `input_mean`).
+    #[arg(long)]
+    pub mean: Option<f32>,
+    /// Input standard deviation (overrides the checkpoint's `input_std`).
+    #[arg(long)]
+    pub std: Option<f32>,
+    /// Print `{"accuracy": ..., "n": ...}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl EvalArgs {
+    /// The normalisation given on the command line, if any.
+    pub fn normalization(&self) -> Result<Option<Normalization>> {
+        match (self.mean, self.std) {
+            (None, None) => Ok(None),
+            (Some(mean), Some(std)) if std > 0.0 && mean.is_finite() => {
+                Ok(Some(Normalization { mean, std }))
+            }
+            (Some(_), Some(_)) => bail!("--std must be positive and --mean finite"),
+            _ => bail!("give both --mean and --std, or neither"),
+        }
+    }
+}
+
+fn parse_split(s: &str) -> Result<SplitChoice, String> {
+    match s {
+        "train" => Ok(SplitChoice::Train),
+        "test" => Ok(SplitChoice::Test),
+        "all" => Ok(SplitChoice::All),
+        other => Err(format!("`{other}`: expected train, test or all")),
+    }
+}
+
+/// `graft sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Protocol to run.
+    #[arg(long, default_value = "animals")]
+    pub protocol: Protocol,
+    /// Reference network.
+    #[arg(long, default_value = "mlp")]
+    pub model: NetworkKind,
+    /// Label budgets per class, comma separated (numbers or `all`).
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    pub k: Vec<LabelBudget>,
+    /// Strategies, comma separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "scratch,linear-probe,fine-tune"
+    )]
+    pub strategies: Vec<Strategy>,
+    /// Seeds as a half-open range `a..b` or a comma-separated list.
+    #[arg(long, default_value = "0..3")]
+    pub seeds: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub loc: Locations,
+    /// Folder receiving `<run id>/report.json` and `report.md`.
+    #[arg(long, default_value = "runs")]
+    pub runs: PathBuf,
+    /// Print the whole report as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl SweepArgs {
+    /// The library's sweep configuration.
+    pub fn into_config(self) -> Result<SweepConfig> {
+        Ok(SweepConfig {
+            protocol: self.protocol,
+            network: self.model,
+            ks: self.k.iter().map(|k| k.0).collect(),
+            strategies: self.strategies,
+            seeds: parse_seeds(&self.seeds)?,
+            data_dir: self.loc.data,
+            cache_dir: self.loc.cache,
+            runs_dir: self.runs,
+            pretrain: PretrainConfig::default(),
+        })
+    }
+}
+
+/// `a..b` (half-open) or `a,b,c`.
+pub fn parse_seeds(s: &str) -> Result<Vec<u64>> {
+    let seeds: Vec<u64> = if let Some((a, b)) = s.split_once("..") {
+        let (a, b): (u64, u64) = (a.trim().parse()?, b.trim().parse()?);
+        (a..b).collect()
+    } else {
+        s.split(',')
+            .map(|x| x.trim().parse())
+            .collect::<Result<_, _>>()?
+    };
+    if seeds.is_empty() {
+        bail!("--seeds `{s}` names no seed (ranges are half-open: 0..3 is 0, 1, 2)");
+    }
+    Ok(seeds)
+}

@@ -1,0 +1,207 @@
+//! The `graft` binary's contract: error lines for bad input, JSON forms, exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn graft(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run graft")
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("graft-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// One line, naming the file, non-zero exit, and no panic message.
+fn assert_clean_error(o: &Output, file: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success: {err}");
+    assert_ne!(o.status.code(), Some(101), "panicked: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {err}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(file),
+        "{err}"
+    );
+}
+
+fn import_animals(dir: &Path) -> PathBuf {
+    let out = dir.join("animals.gds");
+    let o = graft(&[
+        "data",
+        "import",
+        "--images",
+        "data/animal-mnist/images-idx3-ubyte.gz",
+        "--labels",
+        "data/animal-mnist/labels-idx1-ubyte.gz",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    out
+}
+
+#[test]
+fn corrupt_truncated_and_missing_data_files_give_one_clear_line() {
+    let dir = temp_dir("bad-data");
+    let good = import_animals(&dir);
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = dir.join("truncated.gds");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let garbage = dir.join("garbage.gds");
+    std::fs::write(&garbage, b"this is not a data set at all, not even close....................................................................").unwrap();
+    for bad in [&truncated, &garbage, &dir.join("missing.gds")] {
+        let o = graft(&["data", "inspect", bad.to_str().unwrap()]);
+        assert_clean_error(&o, bad.file_name().unwrap().to_str().unwrap());
+    }
+    // A truncated IDX input.
+    let idx = std::fs::read(root().join("data/animal-mnist/labels-idx1-ubyte.gz")).unwrap();
+    let cut = dir.join("labels-cut.gz");
+    std::fs::write(&cut, &idx[..idx.len() / 2]).unwrap();
+    let o = graft(&[
+        "data",
+        "import",
+        "--images",
+        "data/animal-mnist/images-idx3-ubyte.gz",
+        "--labels",
+        cut.to_str().unwrap(),
+        "--out",
+        dir.join("x.gds").to_str().unwrap(),
+    ]);
+    assert_clean_error(&o, "labels-cut.gz");
+}
+
+#[test]
+fn inspect_json_reports_counts_and_classes() {
+    let dir = temp_dir("inspect");
+    let ds = import_animals(&dir);
+    let o = graft(&["data", "inspect", ds.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["count"], 10_000);
+    assert_eq!(v["sample_shape"], serde_json::json!([28, 28]));
+    assert_eq!(v["class_counts"].as_array().unwrap().len(), 10);
+}
+
+#[test]
+fn eval_of_bad_checkpoints_gives_one_clear_line() {
+    let dir = temp_dir("bad-ckpt");
+    let ds = import_animals(&dir);
+    let garbage = dir.join("garbage.safetensors");
+    std::fs::write(
+        &garbage,
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all",
+    )
+    .unwrap();
+    let o = graft(&[
+        "eval",
+        "--model",
+        "mlp",
+        "--checkpoint",
+        garbage.to_str().unwrap(),
+        "--data",
+        ds.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_clean_error(&o, "garbage.safetensors");
+    // The PyTorch reference convnet is not an mlp: every mismatch is listed on one line.
+    let wrong = root().join("tests/data/convnet_ref.safetensors");
+    let o = graft(&[
+        "eval",
+        "--model",
+        "mlp",
+        "--checkpoint",
+        wrong.to_str().unwrap(),
+        "--data",
+        ds.to_str().unwrap(),
+        "--mean",
+        "0.27",
+        "--std",
+        "0.4",
+        "--json",
+    ]);
+    assert_clean_error(&o, "convnet_ref.safetensors");
+}
+
+#[test]
+fn pretrain_transfer_and_eval_work_end_to_end() {
+    let dir = temp_dir("e2e");
+    let cache = dir.join("cache");
+    let ckpt = dir.join("source.safetensors");
+    let o = graft(&[
+        "pretrain",
+        "--protocol",
+        "animals",
+        "--model",
+        "mlp",
+        "--cache",
+        cache.to_str().unwrap(),
+        "--out",
+        ckpt.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let target = dir.join("catdog.safetensors");
+    let o = graft(&[
+        "transfer",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--strategy",
+        "linear-probe",
+        "--k",
+        "10",
+        "--seed",
+        "0",
+        "--cache",
+        cache.to_str().unwrap(),
+        "--out",
+        target.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(t["n"], 400);
+    // `graft eval` on the same test split (Cat=2, Dog=4 renumbered 0, 1) agrees.
+    let ds = import_animals(&dir);
+    let o = graft(&[
+        "eval",
+        "--model",
+        "mlp",
+        "--checkpoint",
+        target.to_str().unwrap(),
+        "--data",
+        ds.to_str().unwrap(),
+        "--classes",
+        "2,4",
+        "--split",
+        "test",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(e["n"], 400);
+    assert!((e["accuracy"].as_f64().unwrap() - t["accuracy"].as_f64().unwrap()).abs() < 1e-12);
+    assert!(e["accuracy"].as_f64().unwrap() > 0.6);
+}
+
+#[test]
+fn devices_exits_zero_without_a_gpu() {
+    let o = graft(&["devices"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).trim().is_empty());
+}

@@ -1,0 +1,19 @@
+//! CPU reference implementations of every kernel.
+//!
+//! They are the specification the CUDA kernels are tested against and the fallback
+//! when there is no GPU. Plain loops in f32 (accumulations in the order documented per
+//! function), deterministic, and they check their inputs like the dispatching
+//! functions in the crate root.
+
+mod adam;
+mod knn;
+mod linear;
+mod normalize;
+mod softmax;
+
+pub use adam::adam_step;
+pub use knn::{knn, sq_distances, top_k_smallest};
+pub use linear::fit_linear_probe;
+pub(crate) use linear::linear_logits;
+pub use normalize::{mix64, normalize_images, sample_hash};
+pub use softmax::softmax_xent;

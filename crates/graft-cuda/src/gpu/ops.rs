@@ -1,0 +1,481 @@
+//! Host sides of the CUDA kernels: copies, launches and cuBLAS GEMMs.
+//!
+//! Inputs have been checked by the callers in `crate::ops` / `crate::linear_probe`
+//! (lengths consistent, dimensions fit `u32`, labels in range, non-empty), which is
+//! what makes the kernel launches below memory-safe.
+
+use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
+use cudarc::driver::{CudaSlice, CudaView, PushKernelArg};
+
+use super::{block_per_row, drv, grid_stride, Gpu};
+use crate::error::CudaError;
+use crate::kernels;
+use crate::linear_probe::{epoch_order, LinearProbe, LinearProbeConfig};
+use crate::ops::{
+    mean_loss, AdamConfig, AdamScalars, AdamState, Augment, ImageShape, Knn, SoftmaxXent,
+};
+use crate::probe::guarded;
+
+/// Largest distance block (queries × references) materialised at once by [`Gpu::knn`].
+const KNN_BLOCK_ELEMS: usize = 1 << 26;
+
+fn blas_err(call: &'static str) -> impl Fn(cudarc::cublas::result::CublasError) -> CudaError {
+    move |e| CudaError::Blas(format!("{call}: {e:?}"))
+}
+
+fn no_blas() -> CudaError {
+    CudaError::Blas("no cuBLAS handle".to_owned())
+}
+
+/// `i32` for a cuBLAS dimension (callers checked that dimensions fit `u32`).
+fn dim(v: usize) -> Result<i32, CudaError> {
+    i32::try_from(v).map_err(|_| CudaError::Blas(format!("dimension {v} exceeds cuBLAS's i32")))
+}
+
+impl Gpu {
+    pub(crate) fn normalize_images(
+        &self,
+        pixels: &[u8],
+        shape: ImageShape,
+        mean: &[f32],
+        std: &[f32],
+        augment: Option<&Augment>,
+    ) -> Result<Vec<f32>, CudaError> {
+        guarded("normalize_images on CUDA", || {
+            let f = self.function(&kernels::NORMALIZE, "normalize_images")?;
+            let s = &self.stream;
+            let src = s.clone_htod(pixels).map_err(drv("cuMemcpyHtoD"))?;
+            let mean_d = s.clone_htod(mean).map_err(drv("cuMemcpyHtoD"))?;
+            let std_d = s.clone_htod(std).map_err(drv("cuMemcpyHtoD"))?;
+            let mut out = s
+                .alloc_zeros::<f32>(pixels.len())
+                .map_err(drv("cuMemAlloc"))?;
+            let (n, c, h, w) = (
+                shape.n as u32,
+                shape.channels as u32,
+                shape.height as u32,
+                shape.width as u32,
+            );
+            let (pad, flip, on, seed, first) = match augment {
+                Some(a) => (a.pad as u32, i32::from(a.flip), 1i32, a.seed, a.first_index),
+                None => (0u32, 0i32, 0i32, 0u64, 0u64),
+            };
+            let mut b = s.launch_builder(&f);
+            b.arg(&src).arg(&mut out).arg(&mean_d).arg(&std_d);
+            b.arg(&n)
+                .arg(&c)
+                .arg(&h)
+                .arg(&w)
+                .arg(&pad)
+                .arg(&flip)
+                .arg(&on);
+            b.arg(&seed).arg(&first);
+            // SAFETY: the argument list matches `normalize_images` in normalize.cu; `src`
+            // and `out` hold n·c·h·w elements (checked by the caller), mean/std hold c.
+            unsafe { b.launch(grid_stride(pixels.len())) }.map_err(drv("cuLaunchKernel"))?;
+            s.clone_dtoh(&out).map_err(drv("cuMemcpyDtoH"))
+        })
+    }
+
+    pub(crate) fn softmax_xent(
+        &self,
+        logits: &[f32],
+        labels: &[u32],
+        classes: usize,
+    ) -> Result<SoftmaxXent, CudaError> {
+        guarded("softmax_xent on CUDA", || {
+            let s = &self.stream;
+            let x = s.clone_htod(logits).map_err(drv("cuMemcpyHtoD"))?;
+            let y = s.clone_htod(labels).map_err(drv("cuMemcpyHtoD"))?;
+            let mut grad = s
+                .alloc_zeros::<f32>(logits.len())
+                .map_err(drv("cuMemAlloc"))?;
+            let mut rows = s
+                .alloc_zeros::<f32>(labels.len())
+                .map_err(drv("cuMemAlloc"))?;
+            self.launch_softmax_xent(&x, &y, &mut grad, &mut rows, 0, labels.len(), classes)?;
+            let row_losses = s.clone_dtoh(&rows).map_err(drv("cuMemcpyDtoH"))?;
+            Ok(SoftmaxXent {
+                loss: mean_loss(&row_losses),
+                grad: s.clone_dtoh(&grad).map_err(drv("cuMemcpyDtoH"))?,
+                row_losses,
+            })
+        })
+    }
+
+    /// Launches `softmax_xent` over `rows` rows; row losses go to
+    /// `row_loss[loss_offset..loss_offset + rows]`.
+    #[allow(clippy::too_many_arguments)]
+    fn launch_softmax_xent(
+        &self,
+        logits: &CudaSlice<f32>,
+        labels: &CudaSlice<u32>,
+        grad: &mut CudaSlice<f32>,
+        row_loss: &mut CudaSlice<f32>,
+        loss_offset: usize,
+        rows: usize,
+        classes: usize,
+    ) -> Result<(), CudaError> {
+        let f = self.function(&kernels::SOFTMAX_XENT, "softmax_xent")?;
+        let mut loss_view = row_loss.slice_mut(loss_offset..loss_offset + rows);
+        let (r, c) = (rows as u32, classes as u32);
+        let inv_batch = 1.0f32 / rows as f32;
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(logits).arg(labels).arg(grad).arg(&mut loss_view);
+        b.arg(&r).arg(&c).arg(&inv_batch);
+        // SAFETY: matches `softmax_xent` in softmax_xent.cu; `logits` and `grad` hold at
+        // least rows·classes values, `labels` and the loss view at least `rows`; one block
+        // per row with a power-of-two block of at most 256 threads.
+        unsafe { b.launch(block_per_row(rows, classes)) }.map_err(drv("cuLaunchKernel"))?;
+        Ok(())
+    }
+
+    pub(crate) fn adam_step(
+        &self,
+        params: &mut [f32],
+        grads: &[f32],
+        state: &mut AdamState,
+        cfg: &AdamConfig,
+    ) -> Result<(), CudaError> {
+        guarded("adam_step on CUDA", || {
+            let s = &self.stream;
+            let mut p = s.clone_htod(params).map_err(drv("cuMemcpyHtoD"))?;
+            let g = s.clone_htod(grads).map_err(drv("cuMemcpyHtoD"))?;
+            let mut m = s.clone_htod(&state.m).map_err(drv("cuMemcpyHtoD"))?;
+            let mut v = s.clone_htod(&state.v).map_err(drv("cuMemcpyHtoD"))?;
+            let step = state.step + 1;
+            self.launch_adam(&mut p, &g, &mut m, &mut v, cfg, step)?;
+            s.memcpy_dtoh(&p, params).map_err(drv("cuMemcpyDtoH"))?;
+            s.memcpy_dtoh(&m, state.m.as_mut_slice())
+                .map_err(drv("cuMemcpyDtoH"))?;
+            s.memcpy_dtoh(&v, state.v.as_mut_slice())
+                .map_err(drv("cuMemcpyDtoH"))?;
+            s.synchronize().map_err(drv("cuStreamSynchronize"))?;
+            state.step = step;
+            Ok(())
+        })
+    }
+
+    /// Launches `adam_step` on equally long device buffers for step number `step`.
+    fn launch_adam(
+        &self,
+        p: &mut CudaSlice<f32>,
+        g: &CudaSlice<f32>,
+        m: &mut CudaSlice<f32>,
+        v: &mut CudaSlice<f32>,
+        cfg: &AdamConfig,
+        step: u64,
+    ) -> Result<(), CudaError> {
+        let f = self.function(&kernels::ADAM, "adam_step")?;
+        let k = AdamScalars::new(cfg, step);
+        let n = p.len() as u64;
+        let decoupled = i32::from(cfg.decoupled);
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(p).arg(g).arg(m).arg(v).arg(&n);
+        b.arg(&cfg.beta1)
+            .arg(&cfg.beta2)
+            .arg(&cfg.eps)
+            .arg(&cfg.weight_decay);
+        b.arg(&decoupled)
+            .arg(&k.decay)
+            .arg(&k.step_size)
+            .arg(&k.bc2_sqrt);
+        // SAFETY: matches `adam_step` in adam.cu; p, g, m and v all hold `n` values
+        // (allocated together by the callers).
+        unsafe { b.launch(grid_stride(n as usize)) }.map_err(drv("cuLaunchKernel"))?;
+        Ok(())
+    }
+
+    /// `out[r] = ||x_r||²` for the `rows` rows of width `dim`.
+    fn row_sq_norms(
+        &self,
+        x: &CudaSlice<f32>,
+        rows: usize,
+        dim: usize,
+    ) -> Result<CudaSlice<f32>, CudaError> {
+        let f = self.function(&kernels::KNN, "row_sq_norms")?;
+        let mut out = self
+            .stream
+            .alloc_zeros::<f32>(rows)
+            .map_err(drv("cuMemAlloc"))?;
+        let (r, d) = (rows as u32, dim as u32);
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(x).arg(&mut out).arg(&r).arg(&d);
+        let cfg = cudarc::driver::LaunchConfig {
+            grid_dim: (rows.div_ceil(256) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: matches `row_sq_norms` in knn.cu; `x` holds rows·dim values and `out`
+        // holds `rows`; threads past the last row return immediately.
+        unsafe { b.launch(cfg) }.map_err(drv("cuLaunchKernel"))?;
+        Ok(out)
+    }
+
+    /// Squared distances of `cq` queries (starting at query row `q0`) to all `nr`
+    /// references into `d` (`cq × nr`, row-major): cuBLAS `-2 Q Rᵀ`, then norms and clamp.
+    #[allow(clippy::too_many_arguments)]
+    fn distance_block(
+        &self,
+        blas: &CudaBlas,
+        q: &CudaSlice<f32>,
+        qn: &CudaSlice<f32>,
+        r: &CudaSlice<f32>,
+        rn: &CudaSlice<f32>,
+        q0: usize,
+        cq: usize,
+        nr: usize,
+        d_dim: usize,
+        d: &mut CudaSlice<f32>,
+    ) -> Result<(), CudaError> {
+        let q_view: CudaView<'_, f32> = q.slice(q0 * d_dim..(q0 + cq) * d_dim);
+        // Row-major D (cq × nr) is column-major Dᵀ (nr × cq) = R · Qᵀ. The row-major
+        // buffers R (nr × d) and Q (cq × d) are column-major Rᵀ (d × nr) and Qᵀ (d × cq),
+        // so A = R buffer transposed, B = Q buffer as is.
+        let cfg = GemmConfig {
+            transa: cublasOperation_t::CUBLAS_OP_T,
+            transb: cublasOperation_t::CUBLAS_OP_N,
+            m: dim(nr)?,
+            n: dim(cq)?,
+            k: dim(d_dim)?,
+            alpha: -2.0f32,
+            lda: dim(d_dim)?,
+            ldb: dim(d_dim)?,
+            beta: 0.0f32,
+            ldc: dim(nr)?,
+        };
+        // SAFETY: A is nr × d (lda = d, r holds nr·d values), B is d × cq (ldb = d, the
+        // view holds cq·d values), C is nr × cq (ldc = nr, d holds at least cq·nr values).
+        unsafe { blas.gemm(cfg, r, &q_view, d) }.map_err(blas_err("cublasSgemm"))?;
+
+        let f = self.function(&kernels::KNN, "finish_sq_distances")?;
+        let qn_view = qn.slice(q0..q0 + cq);
+        let (cq32, nr32) = (cq as u32, nr as u32);
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(&mut *d).arg(&qn_view).arg(rn).arg(&cq32).arg(&nr32);
+        // SAFETY: matches `finish_sq_distances` in knn.cu; d holds cq·nr values, the norm
+        // view cq and rn nr.
+        unsafe { b.launch(grid_stride(cq * nr)) }.map_err(drv("cuLaunchKernel"))?;
+        Ok(())
+    }
+
+    pub(crate) fn sq_distances(
+        &self,
+        queries: &[f32],
+        references: &[f32],
+        d_dim: usize,
+    ) -> Result<Vec<f32>, CudaError> {
+        guarded("sq_distances on CUDA", || {
+            let s = &self.stream;
+            let (nq, nr) = (queries.len() / d_dim, references.len() / d_dim);
+            let q = s.clone_htod(queries).map_err(drv("cuMemcpyHtoD"))?;
+            let r = s.clone_htod(references).map_err(drv("cuMemcpyHtoD"))?;
+            let qn = self.row_sq_norms(&q, nq, d_dim)?;
+            let rn = self.row_sq_norms(&r, nr, d_dim)?;
+            let mut d = s.alloc_zeros::<f32>(nq * nr).map_err(drv("cuMemAlloc"))?;
+            {
+                let blas = self.blas()?;
+                let blas = blas.as_ref().ok_or_else(no_blas)?;
+                self.distance_block(blas, &q, &qn, &r, &rn, 0, nq, nr, d_dim, &mut d)?;
+            }
+            s.clone_dtoh(&d).map_err(drv("cuMemcpyDtoH"))
+        })
+    }
+
+    pub(crate) fn knn(
+        &self,
+        queries: &[f32],
+        references: &[f32],
+        d_dim: usize,
+        k: usize,
+    ) -> Result<Knn, CudaError> {
+        guarded("knn on CUDA", || {
+            let s = &self.stream;
+            let (nq, nr) = (queries.len() / d_dim, references.len() / d_dim);
+            let q = s.clone_htod(queries).map_err(drv("cuMemcpyHtoD"))?;
+            let r = s.clone_htod(references).map_err(drv("cuMemcpyHtoD"))?;
+            let qn = self.row_sq_norms(&q, nq, d_dim)?;
+            let rn = self.row_sq_norms(&r, nr, d_dim)?;
+            let block_rows = (KNN_BLOCK_ELEMS / nr).clamp(1, nq);
+            let mut d = s
+                .alloc_zeros::<f32>(block_rows * nr)
+                .map_err(drv("cuMemAlloc"))?;
+            let mut idx = s.alloc_zeros::<u32>(nq * k).map_err(drv("cuMemAlloc"))?;
+            let mut dist = s.alloc_zeros::<f32>(nq * k).map_err(drv("cuMemAlloc"))?;
+            let topk = self.function(&kernels::KNN, "topk_smallest")?;
+            let blas = self.blas()?;
+            let blas = blas.as_ref().ok_or_else(no_blas)?;
+            for q0 in (0..nq).step_by(block_rows) {
+                let cq = block_rows.min(nq - q0);
+                self.distance_block(blas, &q, &qn, &r, &rn, q0, cq, nr, d_dim, &mut d)?;
+                let mut idx_view = idx.slice_mut(q0 * k..(q0 + cq) * k);
+                let mut dist_view = dist.slice_mut(q0 * k..(q0 + cq) * k);
+                let (cq32, nr32, k32) = (cq as u32, nr as u32, k as u32);
+                let mut b = s.launch_builder(&topk);
+                b.arg(&d).arg(&cq32).arg(&nr32).arg(&k32);
+                b.arg(&mut idx_view).arg(&mut dist_view);
+                // SAFETY: matches `topk_smallest` in knn.cu; d holds at least cq·nr values,
+                // both views cq·k; k <= nr (checked by the caller); power-of-two block <= 256.
+                unsafe { b.launch(block_per_row(cq, nr)) }.map_err(drv("cuLaunchKernel"))?;
+            }
+            Ok(Knn {
+                k,
+                indices: s.clone_dtoh(&idx).map_err(drv("cuMemcpyDtoH"))?,
+                distances: s.clone_dtoh(&dist).map_err(drv("cuMemcpyDtoH"))?,
+            })
+        })
+    }
+
+    /// The linear-probe trainer with everything on the device: cuBLAS GEMMs for the
+    /// logits and the weight gradient, `softmax_xent` and `adam_step` kernels, and only
+    /// the epoch order (up) and the epoch's row losses (down) crossing the bus.
+    pub(crate) fn fit_linear_probe(
+        &self,
+        features: &[f32],
+        n: usize,
+        d_dim: usize,
+        labels: &[u32],
+        classes: usize,
+        cfg: &LinearProbeConfig,
+    ) -> Result<LinearProbe, CudaError> {
+        guarded("linear probe on CUDA", || {
+            let s = &self.stream;
+            let alloc_f32 = |len: usize| s.alloc_zeros::<f32>(len).map_err(drv("cuMemAlloc"));
+            let batch = cfg.batch.min(n);
+            let x = s.clone_htod(features).map_err(drv("cuMemcpyHtoD"))?;
+            let y = s.clone_htod(labels).map_err(drv("cuMemcpyHtoD"))?;
+            let (mut w, mut wm, mut wv, mut gw) = (
+                alloc_f32(classes * d_dim)?,
+                alloc_f32(classes * d_dim)?,
+                alloc_f32(classes * d_dim)?,
+                alloc_f32(classes * d_dim)?,
+            );
+            let (mut bias, mut bm, mut bv, mut gb) = (
+                alloc_f32(classes)?,
+                alloc_f32(classes)?,
+                alloc_f32(classes)?,
+                alloc_f32(classes)?,
+            );
+            let mut xb = alloc_f32(batch * d_dim)?;
+            let mut yb = s.alloc_zeros::<u32>(batch).map_err(drv("cuMemAlloc"))?;
+            let mut logits = alloc_f32(batch * classes)?;
+            let mut grad = alloc_f32(batch * classes)?;
+            let mut row_loss = alloc_f32(n)?;
+            let mut order_d = s.alloc_zeros::<u32>(n).map_err(drv("cuMemAlloc"))?;
+
+            let gather = self.function(&kernels::LINEAR_PROBE, "gather_rows")?;
+            let add_bias = self.function(&kernels::LINEAR_PROBE, "add_bias")?;
+            let column_sums = self.function(&kernels::LINEAR_PROBE, "column_sums")?;
+            let (wcfg, bcfg) = (cfg.weight_adam(), cfg.bias_adam());
+            let blas_guard = self.blas()?;
+            let blas = blas_guard.as_ref().ok_or_else(no_blas)?;
+            let (d32, c32) = (d_dim as u32, classes as u32);
+
+            let mut step = 0u64;
+            let mut history = Vec::with_capacity(cfg.epochs);
+            for epoch in 0..cfg.epochs {
+                let order = epoch_order(cfg.seed, epoch as u64, n);
+                s.memcpy_htod(&order, &mut order_d)
+                    .map_err(drv("cuMemcpyHtoD"))?;
+                for start in (0..n).step_by(batch) {
+                    let bsz = batch.min(n - start);
+                    let (start32, b32) = (start as u32, bsz as u32);
+
+                    let mut b = s.launch_builder(&gather);
+                    b.arg(&x)
+                        .arg(&y)
+                        .arg(&order_d)
+                        .arg(&start32)
+                        .arg(&b32)
+                        .arg(&d32);
+                    b.arg(&mut xb).arg(&mut yb);
+                    // SAFETY: matches `gather_rows` in linear_probe.cu; order holds n
+                    // indices < n, start + bsz <= n, xb holds batch·d >= bsz·d values and
+                    // yb batch >= bsz.
+                    unsafe { b.launch(grid_stride(bsz * d_dim)) }.map_err(drv("cuLaunchKernel"))?;
+
+                    // Row-major logits L (bsz × C) = Xb Wᵀ, i.e. column-major Lᵀ (C × bsz)
+                    // = W · Xbᵀ: A = W buffer (column-major d × C) transposed, B = Xb
+                    // buffer (column-major d × bsz) as is.
+                    let fwd = GemmConfig {
+                        transa: cublasOperation_t::CUBLAS_OP_T,
+                        transb: cublasOperation_t::CUBLAS_OP_N,
+                        m: dim(classes)?,
+                        n: dim(bsz)?,
+                        k: dim(d_dim)?,
+                        alpha: 1.0f32,
+                        lda: dim(d_dim)?,
+                        ldb: dim(d_dim)?,
+                        beta: 0.0f32,
+                        ldc: dim(classes)?,
+                    };
+                    // SAFETY: w holds C·d values (A: C × d, lda = d), xb at least bsz·d
+                    // (B: d × bsz, ldb = d), logits at least bsz·C (C: C × bsz, ldc = C).
+                    unsafe { blas.gemm(fwd, &w, &xb, &mut logits) }
+                        .map_err(blas_err("cublasSgemm (logits)"))?;
+
+                    let mut b = s.launch_builder(&add_bias);
+                    b.arg(&mut logits).arg(&bias).arg(&b32).arg(&c32);
+                    // SAFETY: matches `add_bias`; logits holds at least bsz·C values, bias C.
+                    unsafe { b.launch(grid_stride(bsz * classes)) }
+                        .map_err(drv("cuLaunchKernel"))?;
+
+                    self.launch_softmax_xent(
+                        &logits,
+                        &yb,
+                        &mut grad,
+                        &mut row_loss,
+                        start,
+                        bsz,
+                        classes,
+                    )?;
+
+                    // Row-major gW (C × d) = Gᵀ Xb, i.e. column-major gWᵀ (d × C) = Xbᵀ · G:
+                    // A = Xb buffer (column-major d × bsz) as is, B = G buffer
+                    // (column-major C × bsz) transposed.
+                    let bwd = GemmConfig {
+                        transa: cublasOperation_t::CUBLAS_OP_N,
+                        transb: cublasOperation_t::CUBLAS_OP_T,
+                        m: dim(d_dim)?,
+                        n: dim(classes)?,
+                        k: dim(bsz)?,
+                        alpha: 1.0f32,
+                        lda: dim(d_dim)?,
+                        ldb: dim(classes)?,
+                        beta: 0.0f32,
+                        ldc: dim(d_dim)?,
+                    };
+                    // SAFETY: xb holds at least bsz·d values (A: d × bsz, lda = d), grad at
+                    // least bsz·C (B: C × bsz, ldb = C), gw C·d (C: d × C, ldc = d).
+                    unsafe { blas.gemm(bwd, &xb, &grad, &mut gw) }
+                        .map_err(blas_err("cublasSgemm (weight gradient)"))?;
+
+                    let mut b = s.launch_builder(&column_sums);
+                    b.arg(&grad).arg(&mut gb).arg(&b32).arg(&c32);
+                    let cols = cudarc::driver::LaunchConfig {
+                        grid_dim: (classes.div_ceil(256) as u32, 1, 1),
+                        block_dim: (256, 1, 1),
+                        shared_mem_bytes: 0,
+                    };
+                    // SAFETY: matches `column_sums`; grad holds at least bsz·C values, gb C;
+                    // threads past the last column return immediately.
+                    unsafe { b.launch(cols) }.map_err(drv("cuLaunchKernel"))?;
+
+                    step += 1;
+                    self.launch_adam(&mut w, &gw, &mut wm, &mut wv, &wcfg, step)?;
+                    self.launch_adam(&mut bias, &gb, &mut bm, &mut bv, &bcfg, step)?;
+                }
+                let losses = s.clone_dtoh(&row_loss).map_err(drv("cuMemcpyDtoH"))?;
+                history.push((losses.iter().map(|&l| f64::from(l)).sum::<f64>() / n as f64) as f32);
+            }
+            drop(blas_guard);
+            Ok(LinearProbe {
+                classes,
+                dim: d_dim,
+                weights: s.clone_dtoh(&w).map_err(drv("cuMemcpyDtoH"))?,
+                bias: s.clone_dtoh(&bias).map_err(drv("cuMemcpyDtoH"))?,
+                loss_history: history,
+            })
+        })
+    }
+}

@@ -1,0 +1,76 @@
+//! The streaming writer produces the same bytes as the one-shot writers.
+
+use graft_data::{
+    write_f32_dataset, write_u8_dataset, DataError, DatasetWriter, ElementType, Metadata,
+};
+
+use super::common::TempDir;
+
+#[test]
+fn streaming_equals_one_shot() {
+    let dir = TempDir::new("writer");
+    let meta = Metadata {
+        class_names: vec!["x".into(), "y".into(), "z".into()],
+        provenance: "w".into(),
+        mean: Some(0.25),
+        std: Some(0.5),
+    };
+    let samples: Vec<u8> = (0..7 * 6).map(|i| (i * 13 % 256) as u8).collect();
+    let labels = [0, 2, 1, 1, 0, 2, 2];
+    write_u8_dataset(dir.join("a"), &[2, 3], &samples, &labels, &meta).unwrap();
+    let mut w = DatasetWriter::create(dir.join("b"), ElementType::U8, &[2, 3]).unwrap();
+    for (s, &l) in samples.chunks(6).zip(&labels) {
+        w.push_bytes(s, l).unwrap();
+    }
+    w.finish(&meta).unwrap();
+    assert_eq!(
+        std::fs::read(dir.join("a")).unwrap(),
+        std::fs::read(dir.join("b")).unwrap()
+    );
+
+    let values: Vec<f32> = (0..10).map(|i| i as f32 * 0.5 - 1.0).collect();
+    write_f32_dataset(dir.join("c"), &[5], &values, &[1, 0], &meta).unwrap();
+    let mut w = DatasetWriter::create(dir.join("d"), ElementType::F32, &[5]).unwrap();
+    w.push_f32(&values[..5], 1).unwrap();
+    w.push_f32(&values[5..], 0).unwrap();
+    // mean/std of the values, computed naively.
+    let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / 10.0;
+    let var = values
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / 10.0;
+    let (m, s) = w.stats().unwrap();
+    assert!((f64::from(m) - mean).abs() < 1e-6 && (f64::from(s) - var.sqrt()).abs() < 1e-6);
+    w.finish(&meta).unwrap();
+    assert_eq!(
+        std::fs::read(dir.join("c")).unwrap(),
+        std::fs::read(dir.join("d")).unwrap()
+    );
+}
+
+#[test]
+fn bad_pushes_and_abandoned_writer_leave_nothing() {
+    let dir = TempDir::new("writer-bad");
+    let mut w = DatasetWriter::create(dir.join("x"), ElementType::U8, &[4]).unwrap();
+    assert!(matches!(
+        w.push_bytes(&[1, 2, 3], 0),
+        Err(DataError::InvalidInput { .. })
+    ));
+    assert!(w.push_f32(&[1.0; 4], 0).is_err());
+    w.push_bytes(&[1, 2, 3, 4], 5).unwrap();
+    let err = w.finish(&Metadata {
+        class_names: vec!["a".into()],
+        ..Metadata::default()
+    });
+    assert!(matches!(
+        err,
+        Err(DataError::LabelOutOfRange { label: 5, .. })
+    ));
+    let w = DatasetWriter::create(dir.join("y"), ElementType::F16, &[2]).unwrap();
+    drop(w);
+    let left: Vec<_> = std::fs::read_dir(dir.join("")).unwrap().collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+    assert!(DatasetWriter::create(dir.join("z"), ElementType::U8, &[]).is_err());
+    assert!(DatasetWriter::create(dir.join("z"), ElementType::U8, &[0, 2]).is_err());
+}

@@ -1,0 +1,303 @@
+//! Checkpoints as safetensors files with PyTorch `state_dict` names.
+//!
+//! graft writes every parameter as little-endian f32 under its PyTorch name, plus metadata:
+//! `graft_network` (e.g. `mlp`) and the input normalisation `input_mean` / `input_std`
+//! (decimal strings). On load every tensor's shape and dtype is checked; f16, bf16 and f64
+//! are converted to f32 by value. All problems are reported together in one
+//! [`NnError::Mismatch`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::{NnError, Parameters};
+
+/// Metadata key holding the mean of the inputs (pixels scaled to [0, 1]).
+pub const META_INPUT_MEAN: &str = "input_mean";
+/// Metadata key holding the standard deviation of the inputs.
+pub const META_INPUT_STD: &str = "input_std";
+/// Metadata key holding the network's name.
+pub const META_NETWORK: &str = "graft_network";
+
+/// Input normalisation `(x - mean) / std`, applied to pixels scaled to [0, 1].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Normalization {
+    /// Mean of the training inputs.
+    pub mean: f32,
+    /// Standard deviation of the training inputs (positive).
+    pub std: f32,
+}
+
+/// Which parameters of a network a load fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadScope {
+    /// Every parameter, head included.
+    Whole,
+    /// Every parameter except those under the given head name (e.g. `fc3`), which keep
+    /// their fresh initialisation; the file's head tensors are ignored.
+    BackboneOnly {
+        /// The head's module name.
+        head: &'static str,
+    },
+}
+
+/// Writes `model` to `path` atomically (temporary file, fsync, rename).
+pub fn save(
+    path: &Path,
+    model: &impl Parameters,
+    network: &str,
+    norm: Option<Normalization>,
+) -> Result<(), NnError> {
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    model.visit_params(&mut |name, p| {
+        let bytes = p.to_vec().iter().flat_map(|v| v.to_le_bytes()).collect();
+        tensors.push((name.to_string(), p.dims(), bytes));
+    });
+    let mut views = Vec::with_capacity(tensors.len());
+    for (name, dims, bytes) in &tensors {
+        let view =
+            TensorView::new(Dtype::F32, dims.clone(), bytes).map_err(|e| NnError::Format {
+                path: path.to_path_buf(),
+                reason: format!("{name}: {e}"),
+            })?;
+        views.push((name.clone(), view));
+    }
+    let mut meta = HashMap::new();
+    meta.insert(META_NETWORK.to_string(), network.to_string());
+    if let Some(n) = norm {
+        meta.insert(META_INPUT_MEAN.to_string(), n.mean.to_string());
+        meta.insert(META_INPUT_STD.to_string(), n.std.to_string());
+    }
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| NnError::Format {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    write_atomically(path, &bytes)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), NnError> {
+    let io = |source| NnError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// A checkpoint file read into memory and validated as safetensors.
+#[derive(Debug)]
+pub struct Checkpoint {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl Checkpoint {
+    /// Reads and validates `path`.
+    pub fn open(path: &Path) -> Result<Self, NnError> {
+        let bytes = std::fs::read(path).map_err(|source| NnError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let ckpt = Self {
+            path: path.to_path_buf(),
+            bytes,
+        };
+        ckpt.tensors()?;
+        Ok(ckpt)
+    }
+
+    /// The file this checkpoint came from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn tensors(&self) -> Result<SafeTensors<'_>, NnError> {
+        SafeTensors::deserialize(&self.bytes).map_err(|e| NnError::Format {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn metadata(&self) -> HashMap<String, String> {
+        SafeTensors::read_metadata(&self.bytes)
+            .ok()
+            .and_then(|(_, m)| m.metadata().clone())
+            .unwrap_or_default()
+    }
+
+    /// The network name recorded by graft, if any.
+    pub fn network(&self) -> Option<String> {
+        self.metadata().get(META_NETWORK).cloned()
+    }
+
+    /// The input normalisation stored in the metadata, if both keys are present.
+    pub fn normalization(&self) -> Result<Option<Normalization>, NnError> {
+        let meta = self.metadata();
+        let parse = |key: &str| -> Result<Option<f32>, NnError> {
+            match meta.get(key) {
+                None => Ok(None),
+                Some(v) => match v.trim().parse::<f32>() {
+                    Ok(x) if x.is_finite() => Ok(Some(x)),
+                    _ => Err(NnError::BadNormalization {
+                        path: self.path.clone(),
+                        key: key.to_string(),
+                        value: v.clone(),
+                    }),
+                },
+            }
+        };
+        match (parse(META_INPUT_MEAN)?, parse(META_INPUT_STD)?) {
+            (Some(mean), Some(std)) if std > 0.0 => Ok(Some(Normalization { mean, std })),
+            (Some(_), Some(std)) => Err(NnError::BadNormalization {
+                path: self.path.clone(),
+                key: META_INPUT_STD.to_string(),
+                value: std.to_string(),
+            }),
+            _ => Ok(None),
+        }
+    }
+
+    /// The shape of tensor `name`, if the file holds it.
+    pub fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
+        self.tensors()
+            .ok()?
+            .tensor(name)
+            .ok()
+            .map(|t| t.shape().to_vec())
+    }
+
+    /// Fills `model`'s parameters from this file, checking names, shapes and dtypes.
+    ///
+    /// Every missing, unexpected, mis-shaped or unconvertible tensor is listed in one
+    /// [`NnError::Mismatch`]; on error the model may be partly overwritten.
+    pub fn load_into(
+        &self,
+        model: &mut impl Parameters,
+        network: &str,
+        scope: LoadScope,
+    ) -> Result<(), NnError> {
+        let st = self.tensors()?;
+        let skip = |name: &str| match scope {
+            LoadScope::Whole => false,
+            LoadScope::BackboneOnly { head } => name
+                .strip_prefix(head)
+                .is_some_and(|rest| rest.starts_with('.')),
+        };
+        let mut problems = Vec::new();
+        let mut used = BTreeSet::new();
+        model.visit_params_mut(&mut |name, p| {
+            if skip(name) {
+                return;
+            }
+            let Ok(view) = st.tensor(name) else {
+                problems.push(format!("missing tensor {name} (shape {:?})", p.dims()));
+                return;
+            };
+            used.insert(name.to_string());
+            if view.shape() != p.dims().as_slice() {
+                problems.push(format!(
+                    "{name} has shape {:?}, expected {:?}",
+                    view.shape(),
+                    p.dims()
+                ));
+                return;
+            }
+            match to_f32(view.dtype(), view.data()) {
+                Some(values) if values.len() == p.numel() => p.write_from(&values),
+                Some(_) => problems.push(format!("{name}: data length does not match its shape")),
+                None => problems.push(format!(
+                    "{name} has dtype {:?}; graft reads F32, F16, BF16 and F64",
+                    view.dtype()
+                )),
+            }
+        });
+        let mut unexpected: Vec<&str> = st
+            .names()
+            .into_iter()
+            .filter(|n| !used.contains(*n) && !skip(n))
+            .collect();
+        unexpected.sort_unstable();
+        problems.extend(unexpected.iter().map(|n| format!("unexpected tensor {n}")));
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(NnError::Mismatch {
+                path: self.path.clone(),
+                network: network.to_string(),
+                problems,
+            })
+        }
+    }
+}
+
+/// Converts little-endian tensor bytes of a float dtype to f32 values (by value, never by
+/// reinterpreting bits of another width). `None` for dtypes that are not floats.
+pub fn to_f32(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
+    let values = match dtype {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F64 => data
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+            .collect(),
+        _ => return None,
+    };
+    Some(values)
+}
+
+/// IEEE 754 half precision to single precision, exactly.
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = if h & 0x8000 != 0 { -1.0f32 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let frac = (h & 0x3ff) as f32;
+    match exp {
+        0 => sign * frac * 2f32.powi(-24),
+        31 if frac == 0.0 => sign * f32::INFINITY,
+        31 => f32::NAN,
+        e => sign * (1.0 + frac / 1024.0) * 2f32.powi(e - 15),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_known_values() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert_eq!(f16_to_f32(0x0001), 5.960_464_5e-8);
+        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
+        assert!(f16_to_f32(0x7c00).is_infinite());
+    }
+
+    #[test]
+    fn bf16_and_f64_convert_by_value() {
+        let bf = 0x3fc0u16.to_le_bytes(); // 1.5
+        assert_eq!(to_f32(Dtype::BF16, &bf), Some(vec![1.5]));
+        let f = 0.1f64.to_le_bytes();
+        assert_eq!(to_f32(Dtype::F64, &f), Some(vec![0.1f32]));
+        assert_eq!(to_f32(Dtype::I64, &[0; 8]), None);
+    }
+}

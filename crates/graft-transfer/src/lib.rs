@@ -1,0 +1,33 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+/// Calls `$func::<Backbone, FEATURES>(args...)` for the network chosen at run time.
+macro_rules! for_network {
+    ($kind:expr, $func:ident ( $($arg:expr),* $(,)? )) => {
+        match $kind {
+            graft_nn::NetworkKind::Mlp => {
+                $func::<graft_nn::MlpBackbone, { graft_nn::mlp::MLP_FEATURES }>($($arg),*)
+            }
+            graft_nn::NetworkKind::Convnet => {
+                $func::<graft_nn::ConvnetBackbone, { graft_nn::convnet::CONVNET_FEATURES }>($($arg),*)
+            }
+        }
+    };
+}
+
+pub mod error;
+pub mod examples;
+pub mod optim;
+pub mod pretrain;
+pub mod protocol;
+pub mod report;
+pub mod strategy;
+pub mod sweep;
+pub mod tasks;
+pub mod train;
+
+pub use error::TransferError;
+pub use examples::Examples;
+pub use protocol::Protocol;
+pub use strategy::Strategy;
+pub use sweep::{run_sweep, SweepConfig, SweepOutcome};

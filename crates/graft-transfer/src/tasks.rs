@@ -1,0 +1,250 @@
+//! Single-shot tasks behind the CLI's `pretrain`, `transfer` and `eval` commands.
+
+use std::path::{Path, PathBuf};
+
+use dfdx::tensor::Cpu;
+use graft_data::{Dataset, Normalize, Part, SplitRule};
+use graft_nn::{
+    checkpoint, Backbone, Checkpoint, Classifier, LoadScope, NetworkKind, Normalization,
+};
+use serde::Serialize;
+
+use crate::examples::Examples;
+use crate::pretrain::{pretrained_backbone, PretrainConfig, PretrainInfo};
+use crate::protocol::Protocol;
+use crate::strategy::{evaluate, run_strategy, Strategy};
+use crate::TransferError;
+
+/// Pretrains `network` on `protocol`'s source task (or reuses the cached checkpoint) and
+/// copies the checkpoint to `out`.
+pub fn pretrain(
+    protocol: Protocol,
+    network: NetworkKind,
+    data_dir: &Path,
+    cache_dir: &Path,
+    out: &Path,
+) -> Result<PretrainInfo, TransferError> {
+    let ds = protocol.open_dataset(data_dir, cache_dir)?;
+    let config = PretrainConfig::default();
+    let info = for_network!(network, pretrain_info(protocol, &ds, cache_dir, config))?;
+    let bytes = std::fs::read(&info.checkpoint).map_err(|source| TransferError::Io {
+        path: info.checkpoint.clone(),
+        source,
+    })?;
+    checkpoint::write_atomically(out, &bytes)?;
+    Ok(info)
+}
+
+fn pretrain_info<B: Backbone<F>, const F: usize>(
+    protocol: Protocol,
+    ds: &graft_data::Dataset,
+    cache_dir: &Path,
+    config: PretrainConfig,
+) -> Result<PretrainInfo, TransferError> {
+    Ok(pretrained_backbone::<B, F>(protocol, ds, cache_dir, config)?.1)
+}
+
+/// The result of one transfer run on a protocol's target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransferResult {
+    /// Strategy id.
+    pub strategy: String,
+    /// Labels per class (`None` for all).
+    pub k: Option<usize>,
+    /// Seed.
+    pub seed: u64,
+    /// Accuracy on the target test split.
+    pub accuracy: f64,
+    /// Test examples.
+    pub n: usize,
+    /// Training wall time.
+    pub wall_seconds: f64,
+    /// Training FLOPs.
+    pub flops: f64,
+    /// Where the trained network was saved.
+    pub checkpoint: PathBuf,
+}
+
+/// Reuses the backbone in `checkpoint` on `protocol`'s target with `strategy`, `k` labels
+/// per class and `seed`; saves the trained network to `out` and evaluates it on the test split.
+#[allow(clippy::too_many_arguments)]
+pub fn transfer(
+    protocol: Protocol,
+    network: NetworkKind,
+    data_dir: &Path,
+    cache_dir: &Path,
+    checkpoint_path: &Path,
+    strategy: Strategy,
+    k: Option<usize>,
+    seed: u64,
+    out: &Path,
+) -> Result<TransferResult, TransferError> {
+    for_network!(
+        network,
+        transfer_with(
+            protocol,
+            data_dir,
+            cache_dir,
+            checkpoint_path,
+            strategy,
+            k,
+            seed,
+            out
+        )
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn transfer_with<B: Backbone<F>, const F: usize>(
+    protocol: Protocol,
+    data_dir: &Path,
+    cache_dir: &Path,
+    checkpoint_path: &Path,
+    strategy: Strategy,
+    k: Option<usize>,
+    seed: u64,
+    out: &Path,
+) -> Result<TransferResult, TransferError> {
+    let ckpt = Checkpoint::open(checkpoint_path)?;
+    let norm = ckpt.normalization()?.ok_or_else(|| {
+        TransferError::Config(format!(
+            "{}: no input_mean/input_std metadata; re-save it with graft pretrain",
+            checkpoint_path.display()
+        ))
+    })?;
+    let dev = Cpu::seed_from_u64(seed);
+    let classes = shape_classes(&ckpt, B::HEAD_NAME).unwrap_or(2);
+    let mut source = Classifier::<B, F>::new(&dev, classes)?;
+    ckpt.load_into(
+        &mut source,
+        B::NAME,
+        LoadScope::BackboneOnly { head: B::HEAD_NAME },
+    )?;
+    let ds = protocol.open_dataset(data_dir, cache_dir)?;
+    let normalize = Normalize {
+        mean: norm.mean,
+        std: norm.std,
+    };
+    let pool = protocol.target_pool(&ds)?;
+    let shots = match k {
+        Some(k) => pool.k_shot(k, seed)?,
+        None => pool.k_shot_all(seed)?,
+    };
+    let train = Examples::from_view(&shots, normalize)?;
+    let run = run_strategy::<B, F>(strategy, &source.backbone, &train, seed)?;
+    let test = Examples::from_view(&protocol.target_test(&ds)?, normalize)?;
+    let accuracy = evaluate(&run, &test)?;
+    checkpoint::save(out, &run.model, B::NAME, Some(norm))?;
+    Ok(TransferResult {
+        strategy: strategy.name().into(),
+        k,
+        seed,
+        accuracy,
+        n: test.len(),
+        wall_seconds: run.wall_seconds,
+        flops: run.flops,
+        checkpoint: out.to_path_buf(),
+    })
+}
+
+fn shape_classes(ckpt: &Checkpoint, head: &str) -> Option<usize> {
+    ckpt.shape_of(&format!("{head}.bias"))
+        .and_then(|s| s.first().copied())
+}
+
+/// Which part of a data set to evaluate on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitChoice {
+    /// The train part under the Animal-MNIST rule.
+    Train,
+    /// The test part under the Animal-MNIST rule.
+    Test,
+    /// Every sample.
+    All,
+}
+
+/// The accuracy of a checkpoint on a data set.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalResult {
+    /// Fraction classified correctly.
+    pub accuracy: f64,
+    /// Samples evaluated.
+    pub n: usize,
+}
+
+/// Evaluates the network in `checkpoint_path` on `data` (a graft data set file), keeping
+/// `classes` (original labels, renumbered 0.. in the order given) and the chosen split.
+/// `norm` overrides the checkpoint's input normalisation.
+pub fn eval(
+    network: NetworkKind,
+    checkpoint_path: &Path,
+    data: &Path,
+    classes: Option<&[u32]>,
+    split: SplitChoice,
+    norm: Option<Normalization>,
+) -> Result<EvalResult, TransferError> {
+    for_network!(
+        network,
+        eval_with(checkpoint_path, data, classes, split, norm)
+    )
+}
+
+fn eval_with<B: Backbone<F>, const F: usize>(
+    checkpoint_path: &Path,
+    data: &Path,
+    classes: Option<&[u32]>,
+    split: SplitChoice,
+    norm: Option<Normalization>,
+) -> Result<EvalResult, TransferError> {
+    let ckpt = Checkpoint::open(checkpoint_path)?;
+    let norm = match norm {
+        Some(n) => n,
+        None => ckpt.normalization()?.ok_or_else(|| {
+            TransferError::Config(format!(
+                "{}: no input_mean/input_std metadata; pass --mean and --std",
+                checkpoint_path.display()
+            ))
+        })?,
+    };
+    let head_classes = shape_classes(&ckpt, B::HEAD_NAME).ok_or_else(|| {
+        TransferError::Config(format!(
+            "{}: no tensor {}.bias, so the class count is unknown; is this a {} checkpoint?",
+            checkpoint_path.display(),
+            B::HEAD_NAME,
+            B::NAME
+        ))
+    })?;
+    let dev = Cpu::default();
+    let mut model = Classifier::<B, F>::new(&dev, head_classes)?;
+    ckpt.load_into(&mut model, B::NAME, LoadScope::Whole)?;
+    let ds = Dataset::open(data)?;
+    let mut view = ds.view();
+    view = match split {
+        SplitChoice::All => view,
+        SplitChoice::Train => view.split(SplitRule::ANIMAL_MNIST, Part::Train)?,
+        SplitChoice::Test => view.split(SplitRule::ANIMAL_MNIST, Part::Test)?,
+    };
+    if let Some(c) = classes {
+        view = view.select_classes(c)?;
+    }
+    if view.num_classes() > model.num_classes() {
+        return Err(TransferError::Config(format!(
+            "{} has {} classes but the checkpoint's head predicts {}; pick classes with --classes",
+            data.display(),
+            view.num_classes(),
+            model.num_classes()
+        )));
+    }
+    let examples = Examples::from_view(
+        &view,
+        Normalize {
+            mean: norm.mean,
+            std: norm.std,
+        },
+    )?;
+    let accuracy = crate::train::accuracy(&dev, &model, &examples)?;
+    Ok(EvalResult {
+        accuracy,
+        n: examples.len(),
+    })
+}

@@ -1,0 +1,139 @@
+//! House rules checked by `cargo test` (rust-analyzer's tidy pattern): the dependency
+//! invariants of ARCHITECTURE.md, read from `cargo metadata`, and docs on every crate.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::util::root;
+
+/// Package name -> names of its normal (non-dev, non-build) dependencies, resolved.
+fn dependency_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(root())
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let name_of: BTreeMap<&str, &str> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
+        .collect();
+    meta["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| {
+            let deps = node["deps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| {
+                    d["dep_kinds"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|k| k["kind"].is_null())
+                })
+                .map(|d| name_of[d["pkg"].as_str().unwrap()].to_string())
+                .collect();
+            (name_of[node["id"].as_str().unwrap()].to_string(), deps)
+        })
+        .collect()
+}
+
+/// Every package `name` depends on, directly or not.
+fn closure(graph: &BTreeMap<String, BTreeSet<String>>, name: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![name.to_string()];
+    while let Some(n) = todo.pop() {
+        for d in graph.get(&n).into_iter().flatten() {
+            if seen.insert(d.clone()) {
+                todo.push(d.clone());
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn data_and_cuda_do_not_depend_on_dfdx() {
+    let g = dependency_graph();
+    for krate in ["graft-data", "graft-cuda"] {
+        assert!(
+            !closure(&g, krate).contains("dfdx"),
+            "{krate} must not depend on dfdx"
+        );
+    }
+}
+
+#[test]
+fn only_graft_cuda_depends_on_cudarc() {
+    // `cargo metadata` lists optional dependencies too (dfdx's unused `cuda` feature names
+    // an old cudarc), so the rule is checked on graft's own packages.
+    let g = dependency_graph();
+    for (name, deps) in g
+        .iter()
+        .filter(|(n, _)| n.starts_with("graft") || *n == "xtask")
+    {
+        if deps.contains("cudarc") {
+            assert_eq!(name, "graft-cuda", "{name} depends on cudarc directly");
+        }
+    }
+    assert!(g["graft-cuda"].contains("cudarc"));
+}
+
+#[test]
+fn cli_holds_no_training_logic() {
+    let g = dependency_graph();
+    assert!(
+        !g["graft-cli"].contains("dfdx"),
+        "graft-cli must reach dfdx only through graft-transfer"
+    );
+    for entry in std::fs::read_dir(root().join("crates/graft-cli/src")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for word in [
+            "backward(",
+            "Adam",
+            "train_classifier",
+            "train_head",
+            "Gradients",
+            "log_softmax",
+        ] {
+            assert!(
+                !text.contains(word),
+                "{} mentions `{word}`: training belongs in graft-transfer",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn every_crate_has_a_readme_doctest_and_denies_missing_docs() {
+    for krate in ["graft-data", "graft-cuda", "graft-nn", "graft-transfer"] {
+        let dir = root().join("crates").join(krate);
+        let readme = std::fs::read_to_string(dir.join("README.md")).unwrap_or_default();
+        assert!(
+            readme.contains("```rust"),
+            "{krate}/README.md needs a Rust example"
+        );
+        let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
+        assert!(
+            lib.contains("#![doc = include_str!(\"../README.md\")]"),
+            "{krate}: README is not the crate doc, so its example is not a doctest"
+        );
+        assert!(
+            lib.contains("#![deny(missing_docs)]"),
+            "{krate} must deny missing docs"
+        );
+    }
+}
