@@ -14,6 +14,10 @@ tasks:
   train [--protocol animals] [--model mlp] [graft sweep flags...]
         run a protocol end to end (default: animals, mlp, k = 10, seeds 0..3) on the
         embedded Animal-MNIST; prints the table, writes runs/<id>/report.{json,md}
+  bench [--quick] [--peers]
+        the benchmark suite (checks first, then timings): writes
+        target/bench/summary.{json,md}; --quick for CI (well under 3 minutes); --peers also
+        runs benches/peers/torch_peer.py with $GRAFT_PYTHON (default python3) if it has torch
   test  the test suite (cargo test --workspace)
   ci    what CI runs: cargo fmt --check, cargo clippy -D warnings, the test suite
 ";
@@ -34,6 +38,7 @@ fn run(args: &[String]) -> Result<()> {
     std::env::set_current_dir(&root).with_context(|| format!("cannot enter {}", root.display()))?;
     match args.first().map(String::as_str) {
         Some("train") => train(&args[1..]),
+        Some("bench") => bench(&args[1..]),
         Some("test") => test(),
         Some("ci") => ci(),
         Some("-h" | "--help" | "help") | None => {
@@ -126,4 +131,80 @@ fn ci() -> Result<()> {
         "warnings",
     ]))?;
     test()
+}
+
+/// `cargo xtask bench`: the benchmark suite, then (with `--peers`) the PyTorch peer.
+fn bench(args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let peers = args.iter().any(|a| a == "--peers");
+    if let Some(bad) = args.iter().find(|a| *a != "--quick" && *a != "--peers") {
+        bail!("bench: unknown flag `{bad}`\n{USAGE}");
+    }
+    let mut cmd = cargo();
+    cmd.args([
+        "bench",
+        "--package",
+        "graft",
+        "--bench",
+        "graft_bench",
+        "--",
+    ]);
+    if quick {
+        cmd.arg("--quick");
+    }
+    status(&mut cmd)?;
+    let summary = Path::new("target/bench/summary.json");
+    let ours = std::fs::read_to_string(summary)
+        .with_context(|| format!("the suite did not write {}", summary.display()))?;
+    if !peers {
+        return Ok(());
+    }
+    let python = std::env::var("GRAFT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_torch = Command::new(&python)
+        .args(["-c", "import torch; torch.set_num_threads(2)"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_torch {
+        eprintln!("xtask: bench --peers: `{python}` cannot import torch; PyTorch peer skipped");
+        return Ok(());
+    }
+    let out = Path::new("target/bench/peers.json");
+    let mut py = Command::new(&python);
+    py.arg("benches/peers/torch_peer.py").arg(out);
+    if quick {
+        py.arg("--quick");
+    }
+    status(&mut py)?;
+    let theirs = std::fs::read_to_string(out).context("peers.json")?;
+    let mut md = String::from("\n## graft vs PyTorch eager (samples/s, medians)\n\n| row | graft | PyTorch | ratio |\n|---|---:|---:|---:|\n");
+    for net in ["convnet", "mlp"] {
+        for row in ["train/b64", "train/b256", "infer/b256"] {
+            let name = format!("{net}/{row}");
+            if let (Some(a), Some(b)) = (
+                row_median(&ours, &name),
+                row_median(&theirs, &format!("torch/{name}")),
+            ) {
+                md.push_str(&format!("| {name} | {a:.1} | {b:.1} | {:.2}x |\n", a / b));
+            }
+        }
+    }
+    print!("{md}");
+    let md_path = Path::new("target/bench/summary.md");
+    let mut all = std::fs::read_to_string(md_path).unwrap_or_default();
+    all.push_str(&md);
+    std::fs::write(md_path, all).context("summary.md")?;
+    Ok(())
+}
+
+/// The `median` of the row named `name` in a summary JSON (flat row objects; no JSON crate
+/// in xtask).
+fn row_median(json: &str, name: &str) -> Option<f64> {
+    let key = format!("\"name\": \"{name}\"");
+    json.split('{')
+        .find(|obj| obj.contains(&key))
+        .and_then(|obj| {
+            let rest = &obj[obj.find("\"median\":")? + 9..];
+            let end = rest.find([',', '}', '\n']).unwrap_or(rest.len());
+            rest[..end].trim().parse().ok()
+        })
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
-use graft_nn::{NetworkKind, Normalization};
+use graft_nn::{NetworkKind, Normalization, RenameRule, RenameRules};
 use graft_transfer::pretrain::PretrainConfig;
 use graft_transfer::tasks::SplitChoice;
 use graft_transfer::{Protocol, Strategy, SweepConfig};
@@ -39,34 +39,95 @@ pub enum Command {
 /// Data-set subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
-    /// Convert IDX files (raw or .gz, recognised from the content) into a graft data set.
+    /// Convert IDX (raw or .gz), NPY, CSV or a folder of images (one subfolder per class)
+    /// into a graft data set; the format is recognised from the content.
     Import(ImportArgs),
     /// Describe a graft data set.
     Inspect(InspectArgs),
+    /// Recompute a graft data set's checksum.
+    Verify(InspectArgs),
+    /// Write the train and test parts of a data set to two files.
+    Split(SplitArgs),
+}
+
+/// `graft data split`.
+#[derive(Debug, Args)]
+pub struct SplitArgs {
+    /// A graft data set.
+    pub file: PathBuf,
+    /// Within each class, the j-th sample is test iff `j % MODULUS == REMAINDER`
+    /// (`5:4` is Animal-MNIST's rule).
+    #[arg(long, default_value = "5:4")]
+    pub rule: String,
+    /// Output for the train part.
+    #[arg(long)]
+    pub train_out: PathBuf,
+    /// Output for the test part.
+    #[arg(long)]
+    pub test_out: PathBuf,
+}
+
+impl SplitArgs {
+    /// The split rule.
+    pub fn split_rule(&self) -> Result<graft_data::SplitRule> {
+        let parse = |(m, r): (&str, &str)| -> Option<(usize, usize)> {
+            Some((m.parse().ok()?, r.parse().ok()?))
+        };
+        match self.rule.split_once(':').and_then(parse) {
+            Some((modulus, test_remainder)) => Ok(graft_data::SplitRule::ModuloWithinClass {
+                modulus,
+                test_remainder,
+            }),
+            None => bail!(
+                "--rule `{}` must look like MODULUS:REMAINDER, e.g. 5:4",
+                self.rule
+            ),
+        }
+    }
 }
 
 /// `graft data import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Images file (IDX3, raw or gzip).
+    /// Images: IDX3 (raw or gzip), NPY (u8 or f32), CSV, or a folder with one subfolder per class.
     #[arg(long)]
     pub images: PathBuf,
-    /// Labels file (IDX1, raw or gzip).
+    /// Labels for IDX (IDX1) and NPY (an integer array) inputs.
     #[arg(long)]
-    pub labels: PathBuf,
+    pub labels: Option<PathBuf>,
     /// Output graft data set (written atomically).
     #[arg(long)]
     pub out: PathBuf,
+    /// CSV: the label column, by index or name.
+    #[arg(long, default_value = "0")]
+    pub label_column: String,
+    /// Image folders: the size images are resized to, `WIDTHxHEIGHT`.
+    #[arg(long, default_value = "28x28")]
+    pub size: String,
 }
 
 impl ImportArgs {
-    /// Provenance recorded in the data set's metadata.
-    pub fn provenance(&self) -> String {
-        format!(
-            "imported by graft from {} and {}",
-            self.images.display(),
-            self.labels.display()
-        )
+    /// graft-data's import options.
+    pub fn options(&self) -> Result<graft_data::ops::ImportOptions> {
+        let Some((w, h)) = self
+            .size
+            .split_once('x')
+            .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+        else {
+            bail!("--size `{}` must look like 28x28", self.size);
+        };
+        Ok(graft_data::ops::ImportOptions {
+            labels: self.labels.clone(),
+            csv: graft_data::csv::CsvOptions {
+                label_column: graft_data::csv::LabelColumn::parse(&self.label_column),
+                ..Default::default()
+            },
+            images: graft_data::images::ImageFolderOptions {
+                size: (w, h),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
     }
 }
 
@@ -180,6 +241,12 @@ pub struct EvalArgs {
     /// Which part to evaluate on (Animal-MNIST split rule).
     #[arg(long, default_value = "test", value_parser = parse_split)]
     pub split: SplitChoice,
+    /// Strip this prefix from the checkpoint's tensor names (e.g. `model.`).
+    #[arg(long)]
+    pub strip_prefix: Option<String>,
+    /// Rename tensors: `REGEX=REPLACEMENT` (repeatable; an empty result drops the tensor).
+    #[arg(long)]
+    pub rename: Vec<String>,
     /// Input mean (overrides the checkpoint's `input_mean`).
     #[arg(long)]
     pub mean: Option<f32>,
@@ -192,6 +259,19 @@ pub struct EvalArgs {
 }
 
 impl EvalArgs {
+    /// The rename rules given on the command line, in order: prefix strip first.
+    pub fn rename_rules(&self) -> Result<RenameRules> {
+        let mut rules: Vec<RenameRule> = self
+            .strip_prefix
+            .iter()
+            .map(|p| RenameRule::StripPrefix(p.clone()))
+            .collect();
+        for spec in &self.rename {
+            rules.push(RenameRules::regex_rule(spec)?);
+        }
+        Ok(RenameRules(rules))
+    }
+
     /// The normalisation given on the command line, if any.
     pub fn normalization(&self) -> Result<Option<Normalization>> {
         match (self.mean, self.std) {
@@ -226,13 +306,17 @@ pub struct SweepArgs {
     /// Label budgets per class, comma separated (numbers or `all`).
     #[arg(long, value_delimiter = ',', default_value = "10")]
     pub k: Vec<LabelBudget>,
-    /// Strategies, comma separated.
+    /// Strategies, comma separated, or `all`: scratch, linear-probe, fine-tune, partial[:N],
+    /// gradual-unfreeze, discriminative[:DECAY], l2-sp[:ALPHA:BETA], lp-ft.
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "scratch,linear-probe,fine-tune"
     )]
-    pub strategies: Vec<Strategy>,
+    pub strategies: Vec<String>,
+    /// Grid carbon intensity for the CO2 figures, grams per kWh.
+    #[arg(long, default_value_t = graft_transfer::energy::DEFAULT_GRID_G_PER_KWH)]
+    pub grid_intensity: f64,
     /// Seeds as a half-open range `a..b` or a comma-separated list.
     #[arg(long, default_value = "0..3")]
     pub seeds: String,
@@ -254,14 +338,28 @@ impl SweepArgs {
             protocol: self.protocol,
             network: self.model,
             ks: self.k.iter().map(|k| k.0).collect(),
-            strategies: self.strategies,
+            strategies: parse_strategies(&self.strategies)?,
             seeds: parse_seeds(&self.seeds)?,
+            grid_g_per_kwh: self.grid_intensity,
             data_dir: self.loc.data,
             cache_dir: self.loc.cache,
             runs_dir: self.runs,
             pretrain: PretrainConfig::default(),
         })
     }
+}
+
+/// Strategy ids; `all` expands to every strategy with its defaults.
+pub fn parse_strategies(names: &[String]) -> Result<Vec<Strategy>> {
+    let mut out = Vec::new();
+    for name in names {
+        if name == "all" {
+            out.extend(Strategy::ALL);
+        } else {
+            out.push(name.parse()?);
+        }
+    }
+    Ok(out)
 }
 
 /// `a..b` (half-open) or `a,b,c`.

@@ -22,15 +22,47 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes on one line, leaving out causes a message already quotes.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line.replace('\n', " ")
+}
+
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// `graft data inspect|verify --json`: a stable object.
+fn summary_json(s: &graft_data::ops::Summary) -> serde_json::Value {
+    json!({
+        "path": s.path,
+        "count": s.count,
+        "sample_shape": s.shape,
+        "element_type": s.element_type.name(),
+        "classes": s.classes.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        "class_counts": s.classes.iter().map(|(_, c)| c).collect::<Vec<_>>(),
+        "mean": s.mean_std.map(|m| m.0),
+        "std": s.mean_std.map(|m| m.1),
+        "provenance": s.provenance,
+        "checksum": format!("{:016x}", s.checksum),
+        "checksum_verified": s.checksum_verified,
+    })
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -39,7 +71,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", graft_cuda::describe(&graft_cuda::probe()));
         }
         Command::Data(DataCommand::Import(a)) => {
-            let ds = graft_data::import_idx(&a.images, &a.labels, &a.out, None, a.provenance())?;
+            let ds = graft_data::ops::import(&a.images, &a.out, &a.options()?)?;
             println!(
                 "wrote {} ({} samples, shape {:?}, {} classes)",
                 a.out.display(),
@@ -49,33 +81,31 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Data(DataCommand::Inspect(a)) => {
-            let ds = graft_data::Dataset::open(&a.file)?;
-            let m = ds.metadata();
+            let s = graft_data::ops::inspect(&a.file)?;
             if a.json {
-                print_json(&json!({
-                    "path": a.file,
-                    "count": ds.len(),
-                    "sample_shape": ds.sample_shape(),
-                    "element_type": ds.element_type().name(),
-                    "classes": ds.class_names(),
-                    "class_counts": ds.class_counts(),
-                    "mean": m.mean,
-                    "std": m.std,
-                    "provenance": m.provenance,
-                }))?;
+                print_json(&summary_json(&s))?;
             } else {
-                println!(
-                    "{}: {} samples of shape {:?} ({})",
-                    a.file.display(),
-                    ds.len(),
-                    ds.sample_shape(),
-                    ds.element_type().name()
-                );
-                for (name, n) in ds.class_names().iter().zip(ds.class_counts()) {
-                    println!("  {name:<16} {n}");
-                }
-                println!("provenance: {}", m.provenance);
+                print!("{s}");
             }
+        }
+        Command::Data(DataCommand::Verify(a)) => {
+            let s = graft_data::ops::verify(&a.file)?;
+            if a.json {
+                print_json(&summary_json(&s))?;
+            } else {
+                print!("{s}");
+            }
+        }
+        Command::Data(DataCommand::Split(a)) => {
+            let (train, test) =
+                graft_data::ops::split(&a.file, a.split_rule()?, &a.train_out, &a.test_out)?;
+            println!(
+                "wrote {} ({} samples) and {} ({} samples)",
+                a.train_out.display(),
+                train.len(),
+                a.test_out.display(),
+                test.len()
+            );
         }
         Command::Pretrain(a) => {
             let info = graft_transfer::tasks::pretrain(
@@ -117,6 +147,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval(a) => {
             let norm = a.normalization()?;
+            let rules = a.rename_rules()?;
             let r = graft_transfer::tasks::eval(
                 a.model,
                 &a.checkpoint,
@@ -124,6 +155,7 @@ fn run(cli: Cli) -> Result<()> {
                 a.classes.as_deref(),
                 a.split,
                 norm,
+                &rules,
             )?;
             if a.json {
                 print_json(&r)?;

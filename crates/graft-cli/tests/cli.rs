@@ -205,3 +205,130 @@ fn devices_exits_zero_without_a_gpu() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!String::from_utf8_lossy(&o.stdout).trim().is_empty());
 }
+
+/// Reads `name` of a safetensors file as f32 values (F32 or I64).
+fn tensor(st: &safetensors::SafeTensors<'_>, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let t = st.tensor(name).unwrap();
+    let v = match t.dtype() {
+        safetensors::Dtype::F32 => t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        safetensors::Dtype::I64 => t
+            .data()
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
+            .collect(),
+        d => panic!("{name}: {d:?}"),
+    };
+    (t.shape().to_vec(), v)
+}
+
+/// A checkpoint laid out as `safetensors.torch.save_file(model.state_dict(), f,
+/// metadata={"input_mean": ..., "input_std": ...})` writes it: PyTorch names, f32 or bf16.
+fn write_pytorch_checkpoint(
+    path: &Path,
+    params: &[(String, Vec<usize>, Vec<f32>)],
+    bf16: bool,
+    prefix: &str,
+) {
+    let bytes: Vec<Vec<u8>> = params
+        .iter()
+        .map(|(_, _, v)| {
+            if bf16 {
+                v.iter()
+                    .flat_map(|x| ((x.to_bits() >> 16) as u16).to_le_bytes())
+                    .collect()
+            } else {
+                v.iter().flat_map(|x| x.to_le_bytes()).collect()
+            }
+        })
+        .collect();
+    let dtype = if bf16 {
+        safetensors::Dtype::BF16
+    } else {
+        safetensors::Dtype::F32
+    };
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = params
+        .iter()
+        .zip(&bytes)
+        .map(|((n, s, _), b)| {
+            (
+                format!("{prefix}{n}"),
+                safetensors::tensor::TensorView::new(dtype, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let meta = [
+        ("input_mean".to_string(), "0".to_string()),
+        ("input_std".to_string(), "1".to_string()),
+        ("format".to_string(), "pt".to_string()),
+    ];
+    safetensors::serialize_to_file(views, Some(meta.into_iter().collect()), path).unwrap();
+}
+
+#[test]
+fn eval_runs_a_convnet_checkpoint_written_with_pytorch_names() {
+    let dir = temp_dir("pytorch-convnet");
+    let bytes = std::fs::read(root().join("tests/data/convnet_ref.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let params: Vec<(String, Vec<usize>, Vec<f32>)> = [
+        "conv1.weight",
+        "conv1.bias",
+        "conv2.weight",
+        "conv2.bias",
+        "fc1.weight",
+        "fc1.bias",
+        "fc2.weight",
+        "fc2.bias",
+    ]
+    .iter()
+    .map(|n| {
+        let (s, v) = tensor(&st, &format!("param.{n}"));
+        (n.to_string(), s, v)
+    })
+    .collect();
+    // The reference's 8 input images (already in [0, 1]) as an f32 data set, labelled with the
+    // class PyTorch's logits rank first: graft must classify all 8 the same way.
+    let (_, input) = tensor(&st, "input");
+    let (_, logits) = tensor(&st, "logits");
+    let argmax: Vec<u32> = logits
+        .chunks(10)
+        .map(|row| (0..10).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap() as u32)
+        .collect();
+    let data = dir.join("eight.gds");
+    let meta = graft_data::Metadata {
+        class_names: (0..10).map(|c| c.to_string()).collect(),
+        provenance: "convnet_ref inputs".into(),
+        mean: None,
+        std: None,
+    };
+    graft_data::write_f32_dataset(&data, &[1, 28, 28], &input, &argmax, &meta).unwrap();
+
+    for (bf16, prefix, extra) in [
+        (false, "", vec![]),
+        (true, "model.", vec!["--strip-prefix", "model."]),
+    ] {
+        let ckpt = dir.join(format!("convnet-{bf16}.safetensors"));
+        write_pytorch_checkpoint(&ckpt, &params, bf16, prefix);
+        let mut args = vec![
+            "eval",
+            "--model",
+            "convnet",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--split",
+            "all",
+            "--json",
+        ];
+        args.extend(extra);
+        let o = graft(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(e["n"], 8);
+        assert_eq!(e["accuracy"], 1.0, "bf16={bf16}");
+    }
+}

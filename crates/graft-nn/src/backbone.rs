@@ -38,6 +38,14 @@ pub trait Backbone<const F: usize>: Parameters + Clone + Send {
 
     /// Multiply-adds (counted as 2 FLOPs) and element-wise operations of one forward pass, per sample.
     fn forward_flops_per_sample() -> u64;
+
+    /// Forward FLOPs per sample of each block, in [`Backbone::BLOCKS`] order (they sum to
+    /// [`Backbone::forward_flops_per_sample`]). The default splits the total evenly; networks
+    /// override it with exact counts.
+    fn block_forward_flops() -> Vec<u64> {
+        let n = Self::BLOCKS.len().max(1) as u64;
+        vec![Self::forward_flops_per_sample() / n; Self::BLOCKS.len()]
+    }
 }
 
 /// The reference networks of PROTOCOLS.md, chosen at run time (CLI `--model`).

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
+use crate::rename::RenameRules;
 use crate::{NnError, Parameters};
 
 /// Metadata key holding the mean of the inputs (pixels scaled to [0, 1]).
@@ -167,6 +168,13 @@ impl Checkpoint {
         }
     }
 
+    /// The names of every tensor in the file.
+    pub fn names(&self) -> Vec<String> {
+        self.tensors()
+            .map(|st| st.names().into_iter().map(String::from).collect())
+            .unwrap_or_default()
+    }
+
     /// The shape of tensor `name`, if the file holds it.
     pub fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
         self.tensors()
@@ -186,20 +194,39 @@ impl Checkpoint {
         network: &str,
         scope: LoadScope,
     ) -> Result<(), NnError> {
+        self.load_into_renamed(model, network, scope, &RenameRules::default())
+    }
+
+    /// [`Checkpoint::load_into`] after mapping the file's tensor names through `rules`.
+    pub fn load_into_renamed(
+        &self,
+        model: &mut impl Parameters,
+        network: &str,
+        scope: LoadScope,
+        rules: &RenameRules,
+    ) -> Result<(), NnError> {
         let st = self.tensors()?;
+        let mut by_name: HashMap<String, String> = HashMap::new();
+        let mut problems = Vec::new();
+        for file_name in st.names() {
+            if let Some(name) = rules.apply(file_name) {
+                if let Some(other) = by_name.insert(name.clone(), file_name.to_string()) {
+                    problems.push(format!("{other} and {file_name} both map to {name}"));
+                }
+            }
+        }
         let skip = |name: &str| match scope {
             LoadScope::Whole => false,
             LoadScope::BackboneOnly { head } => name
                 .strip_prefix(head)
                 .is_some_and(|rest| rest.starts_with('.')),
         };
-        let mut problems = Vec::new();
         let mut used = BTreeSet::new();
         model.visit_params_mut(&mut |name, p| {
             if skip(name) {
                 return;
             }
-            let Ok(view) = st.tensor(name) else {
+            let Some(view) = by_name.get(name).and_then(|f| st.tensor(f).ok()) else {
                 problems.push(format!("missing tensor {name} (shape {:?})", p.dims()));
                 return;
             };
@@ -221,9 +248,9 @@ impl Checkpoint {
                 )),
             }
         });
-        let mut unexpected: Vec<&str> = st
-            .names()
-            .into_iter()
+        let mut unexpected: Vec<&str> = by_name
+            .keys()
+            .map(String::as_str)
             .filter(|n| !used.contains(*n) && !skip(n))
             .collect();
         unexpected.sort_unstable();

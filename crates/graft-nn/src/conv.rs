@@ -12,11 +12,14 @@
 //! the weight and the bias, exactly like dfdx's own layers, so optimisers find them with
 //! `grads.get_or_alloc_mut(&conv.weight)`.
 
-use std::cell::RefCell;
+use std::ops::Range;
+use std::sync::{Mutex, OnceLock};
 
-use dfdx::shapes::{Axes2, Const, HasShape, Rank1, Rank4, Shape};
-use dfdx::tensor::{Cpu, NoneTape, PutTape, SampleTensor, SplitTape, Tape, Tensor, TensorFromVec};
-use dfdx::tensor_ops::{PermuteTo, ReshapeTo, TryMatMul};
+use dfdx::shapes::{Const, HasShape, Rank1, Rank4, Shape};
+use dfdx::tensor::{
+    Cpu, CpuError, NoneTape, PutTape, SampleTensor, SplitTape, Tape, Tensor, TensorFromVec,
+};
+use dfdx::tensor_ops::ReshapeTo;
 
 use crate::Param;
 
@@ -91,34 +94,40 @@ fn valid_range(kk: usize, p: usize, s: usize, n_in: usize, n_out: usize) -> (usi
     (lo.min(hi), hi)
 }
 
-/// Unfolds `x` (`(b, c, h, w)`, contiguous) into `col` (`(c*k*k, b*oh*ow)`), appending every
-/// value once, in order (no zero-filled buffer first).
-fn im2col(x: &[f32], g: &Geom, col: &mut Vec<f32>) {
-    let hw = g.h * g.w;
+/// Unfolds `x` (`(b, c, h, w)`, contiguous) into `col` (`(c*k*k, b*oh*ow)`, exactly that
+/// long), writing every element once.
+fn im2col(x: &[f32], g: &Geom, col: &mut [f32]) {
+    let (hw, ohw, ow) = (g.h * g.w, g.oh * g.ow, g.ow);
+    let mut rows = col.chunks_exact_mut(g.ncols());
     for c in 0..g.c {
         for kh in 0..g.k {
             let (oy0, oy1) = valid_range(kh, g.p, g.s, g.h, g.oh);
             for kw in 0..g.k {
                 let (ox0, ox1) = valid_range(kw, g.p, g.s, g.w, g.ow);
-                for bi in 0..g.b {
+                let row = rows.next().expect("im2col: col is too short");
+                for (bi, dst) in row.chunks_exact_mut(ohw).enumerate() {
                     let plane = &x[(bi * g.c + c) * hw..][..hw];
-                    col.resize(col.len() + oy0 * g.ow, 0.0);
+                    dst[..oy0 * ow].fill(0.0);
+                    dst[oy1 * ow..].fill(0.0);
                     for oy in oy0..oy1 {
                         let iy = oy * g.s + kh - g.p;
                         let src = &plane[iy * g.w..][..g.w];
-                        col.resize(col.len() + ox0, 0.0);
-                        if ox1 == ox0 {
+                        let d = &mut dst[oy * ow..][..ow];
+                        d[..ox0].fill(0.0);
+                        d[ox1.max(ox0)..].fill(0.0);
+                        if ox1 <= ox0 {
                             // No column of this kernel tap falls inside the image.
                         } else if g.s == 1 {
                             let ix0 = ox0 + kw - g.p;
-                            col.extend_from_slice(&src[ix0..ix0 + (ox1 - ox0)]);
+                            d[ox0..ox1].copy_from_slice(&src[ix0..ix0 + (ox1 - ox0)]);
                         } else {
                             let ix0 = ox0 * g.s + kw - g.p;
-                            col.extend(src[ix0..].iter().step_by(g.s).take(ox1 - ox0));
+                            let from = src[ix0..].iter().step_by(g.s);
+                            for (d, v) in d[ox0..ox1].iter_mut().zip(from) {
+                                *d = *v;
+                            }
                         }
-                        col.resize(col.len() + (g.ow - ox1), 0.0);
                     }
-                    col.resize(col.len() + (g.oh - oy1) * g.ow, 0.0);
                 }
             }
         }
@@ -162,20 +171,27 @@ fn col2im(col: &[f32], g: &Geom, gx: &mut [f32]) {
     }
 }
 
-thread_local! {
-    /// Reusable scratch buffers (they only grow), so that copying tensors out of dfdx does
-    /// not allocate and zero-fill megabytes on every call.
-    static SCRATCH: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
-}
+/// Reusable scratch buffers (they only grow), shared by all threads, so that the kernels'
+/// temporary matrices do not allocate and page-fault megabytes on every call.
+static SCRATCH: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
 /// Runs `f` on a scratch buffer of exactly `n` elements (contents unspecified).
 pub(crate) fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    let mut buf = SCRATCH.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+    let take = || {
+        let mut pool = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
+        // The smallest buffer that is large enough, else the largest one (to grow).
+        let best = (0..pool.len())
+            .filter(|&i| pool[i].len() >= n)
+            .min_by_key(|&i| pool[i].len())
+            .or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].len()));
+        best.map(|i| pool.swap_remove(i)).unwrap_or_default()
+    };
+    let mut buf = take();
     if buf.len() < n {
         buf.resize(n, 0.0);
     }
     let r = f(&mut buf[..n]);
-    SCRATCH.with(|s| s.borrow_mut().push(buf));
+    SCRATCH.lock().unwrap_or_else(|e| e.into_inner()).push(buf);
     r
 }
 
@@ -188,6 +204,423 @@ pub(crate) fn with_values<S: Shape, T, R>(
         t.copy_into(buf);
         f(buf)
     })
+}
+
+/// Whether a convolution computes the gradient of its input (see [`Conv2d::forward_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputGrad {
+    /// Gradients for the input, the weight and the bias (the default of [`Conv2d::forward`]).
+    Compute,
+    /// Gradients for the weight and the bias only: for a first layer, whose input is data.
+    Skip,
+}
+
+/// What happens to the convolution's output `y + bias` before it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Epilogue {
+    /// Stored as is: `(b, co, oh, ow)`.
+    Plain,
+    /// 2x2 max pooling with stride 2 (floor), then ReLU: `(b, co, oh/2, ow/2)`.
+    ReluPool2,
+}
+
+impl Epilogue {
+    fn out_size(self, oh: usize, ow: usize) -> (usize, usize) {
+        match self {
+            Epilogue::Plain => (oh, ow),
+            Epilogue::ReluPool2 => {
+                assert!(
+                    oh >= 2 && ow >= 2,
+                    "max_pool2d: a {oh}x{ow} input is smaller than the 2x2 window"
+                );
+                (oh / 2, ow / 2)
+            }
+        }
+    }
+}
+
+/// `c = a · b`, or `c += a · b` when `acc`, single-threaded, through the `gemm` crate (the
+/// kernel dfdx's matmul uses). `c` is `(m, n)` row-major; `a` is `(m, k)` row-major, or, when
+/// `a_t`, stored as its `(k, m)` transpose; `b` likewise `(k, n)`, or `(n, k)` when `b_t`.
+#[allow(clippy::too_many_arguments)]
+fn sgemm(
+    (m, n, k): (usize, usize, usize),
+    c: &mut [f32],
+    acc: bool,
+    a: &[f32],
+    a_t: bool,
+    b: &[f32],
+    b_t: bool,
+) {
+    assert!(
+        c.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
+        "sgemm: short buffer"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !acc {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    let (a_rs, a_cs) = if a_t { (1, m) } else { (k, 1) };
+    let (b_rs, b_cs) = if b_t { (1, k) } else { (n, 1) };
+    // SAFETY: every index the kernel touches, (m-1, n-1) etc. with the strides above, is
+    // inside the buffers checked by the assertion; `c` does not alias `a` or `b` (`&mut`).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            acc,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Worker threads for the convolution kernels: `RAYON_NUM_THREADS` if set (the knob of
+/// dfdx's and gemm's thread pool), else the available parallelism.
+fn num_threads() -> usize {
+    static N: OnceLock<usize> = OnceLock::new();
+    *N.get_or_init(|| {
+        std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n: &usize| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    })
+}
+
+/// Splits `0..b` into consecutive chunks of `cs` samples (the last may be shorter).
+fn chunks(b: usize, cs: usize) -> Vec<Range<usize>> {
+    (0..b.div_ceil(cs))
+        .map(|i| i * cs..((i + 1) * cs).min(b))
+        .collect()
+}
+
+/// Splits `v` into consecutive parts of `per * range.len()` elements, one per range.
+fn split_parts<'a, E>(mut v: &'a mut [E], per: usize, ranges: &[Range<usize>]) -> Vec<&'a mut [E]> {
+    ranges
+        .iter()
+        .map(|r| {
+            let (head, tail) = std::mem::take(&mut v).split_at_mut(per * r.len());
+            v = tail;
+            head
+        })
+        .collect()
+}
+
+/// Processes `parts` on up to [`num_threads`] workers (this thread and scoped threads) that
+/// take the next part from a shared queue (so a worker the OS preempts delays nobody), each
+/// with its own state from `init`; returns every worker's final state.
+fn run_parts<P: Send, W: Send>(
+    parts: Vec<P>,
+    init: impl Fn() -> W + Sync,
+    work: impl Fn(&mut W, P) + Sync,
+) -> Vec<W> {
+    let workers = num_threads().min(parts.len()).max(1);
+    let queue = Mutex::new(parts.into_iter());
+    let worker = || {
+        let mut state = init();
+        loop {
+            let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+            match next {
+                Some(p) => work(&mut state, p),
+                None => return state,
+            }
+        }
+    };
+    if workers == 1 {
+        return vec![worker()];
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (1..workers).map(|_| s.spawn(worker)).collect();
+        let mut out = vec![worker()];
+        out.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("conv2d worker panicked")),
+        );
+        out
+    })
+}
+
+/// Samples per work chunk: a column matrix plus output of about 128 Ki floats (512 KiB, in
+/// L2), and at least two chunks per worker when the batch allows.
+fn chunk_samples(g: &Geom, co: usize) -> usize {
+    let per_sample = ((g.nrows() + co) * g.oh * g.ow).max(1);
+    let by_cache = ((128 * 1024) / per_sample).max(1);
+    by_cache.min(g.b.div_ceil(2 * num_threads())).max(1)
+}
+
+/// Adds `src` to `dst` elementwise.
+fn add_into(dst: &mut [f32], src: &[f32]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d += *s;
+    }
+}
+
+/// A worker's scratch buffers (taken from and returned to the shared pool).
+struct Scratch {
+    col: Vec<f32>,
+    y: Vec<f32>,
+    dcol: Vec<f32>,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        let mut pool = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
+        let mut take = || pool.pop().unwrap_or_default();
+        Self {
+            col: take(),
+            y: take(),
+            dcol: take(),
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let mut pool = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
+        for v in [&mut self.col, &mut self.y, &mut self.dcol] {
+            let v = std::mem::take(v);
+            if v.capacity() > 0 {
+                pool.push(v);
+            }
+        }
+    }
+}
+
+/// Grows `v` to at least `n` elements and returns its first `n` (contents unspecified).
+fn prefix(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    &mut v[..n]
+}
+
+/// The forward pass of a batch: `out` (`(b, co, oh', ow')` after the epilogue) from `x`
+/// (`(b, c, h, w)`), the weight `(co, c*k*k)` and the bias. With `arg`, also records for every
+/// pooled output which element of its 2x2 window was the maximum (0..4, row-major), or
+/// [`RELU_OFF`] where ReLU clamped it.
+#[allow(clippy::too_many_arguments)]
+fn conv_forward(
+    g: &Geom,
+    co: usize,
+    epi: Epilogue,
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    arg: Option<&mut [u8]>,
+) {
+    let (oh, ow) = epi.out_size(g.oh, g.ow);
+    let out_per = co * oh * ow;
+    let ranges = chunks(g.b, chunk_samples(g, co));
+    let outs = split_parts(out, out_per, &ranges);
+    let args: Vec<Option<&mut [u8]>> = match arg {
+        Some(a) => split_parts(a, out_per, &ranges)
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => ranges.iter().map(|_| None).collect(),
+    };
+    let parts: Vec<_> = ranges.iter().cloned().zip(outs).zip(args).collect();
+    let (in_per, ohw, kk) = (g.c * g.h * g.w, g.oh * g.ow, g.nrows());
+    run_parts(parts, Scratch::new, |sc, ((r, out), arg)| {
+        let n = r.len();
+        let gc = Geom { b: n, ..*g };
+        let ncols = n * ohw;
+        let col = prefix(&mut sc.col, kk * ncols);
+        im2col(&x[r.start * in_per..r.end * in_per], &gc, col);
+        let y = prefix(&mut sc.y, co * ncols);
+        sgemm((co, ncols, kk), y, false, w, false, col, false);
+        match epi {
+            Epilogue::Plain => {
+                for bi in 0..n {
+                    for (c, &bv) in bias.iter().enumerate() {
+                        let src = &y[c * ncols + bi * ohw..][..ohw];
+                        let dst = &mut out[(bi * co + c) * ohw..][..ohw];
+                        for (d, v) in dst.iter_mut().zip(src) {
+                            *d = v + bv;
+                        }
+                    }
+                }
+            }
+            Epilogue::ReluPool2 => pool_relu_forward(y, g, (n, co), bias, out, arg),
+        }
+    });
+}
+
+/// The backward pass of a batch: returns `(dW, db)` and, with `gx`, adds `dX` into it.
+/// `gy` is the gradient of the forward output (after the epilogue); `arg` the pooling
+/// argmaxes recorded by [`conv_forward`] (for [`Epilogue::ReluPool2`]).
+#[allow(clippy::too_many_arguments)]
+fn conv_backward(
+    g: &Geom,
+    co: usize,
+    epi: Epilogue,
+    x: &[f32],
+    w: &[f32],
+    gy: &[f32],
+    arg: &[u8],
+    gx: Option<&mut [f32]>,
+) -> (Vec<f32>, Vec<f32>) {
+    let (oh, ow) = epi.out_size(g.oh, g.ow);
+    let out_per = co * oh * ow;
+    let (in_per, ohw, kk) = (g.c * g.h * g.w, g.oh * g.ow, g.nrows());
+    let ranges = chunks(g.b, chunk_samples(g, co));
+    let gxs: Vec<Option<&mut [f32]>> = match gx {
+        Some(gx) => split_parts(gx, in_per, &ranges)
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => ranges.iter().map(|_| None).collect(),
+    };
+    let parts: Vec<_> = ranges.iter().cloned().zip(gxs).collect();
+    let init = || (Scratch::new(), vec![0.0f32; co * kk], vec![0.0f32; co]);
+    let partials = run_parts(parts, init, |(sc, gw, gb), (r, gx)| {
+        let n = r.len();
+        let gc = Geom { b: n, ..*g };
+        let ncols = n * ohw;
+        let dy = prefix(&mut sc.y, co * ncols);
+        let gy = &gy[r.start * out_per..r.end * out_per];
+        match epi {
+            Epilogue::Plain => {
+                for bi in 0..n {
+                    for c in 0..co {
+                        dy[c * ncols + bi * ohw..][..ohw]
+                            .copy_from_slice(&gy[(bi * co + c) * ohw..][..ohw]);
+                    }
+                }
+            }
+            Epilogue::ReluPool2 => {
+                let arg = &arg[r.start * out_per..r.end * out_per];
+                pool_relu_backward(gy, arg, g, (n, co), dy);
+            }
+        }
+        for (c, gbv) in gb.iter_mut().enumerate() {
+            *gbv += dy[c * ncols..(c + 1) * ncols].iter().sum::<f32>();
+        }
+        let col = prefix(&mut sc.col, kk * ncols);
+        im2col(&x[r.start * in_per..r.end * in_per], &gc, col);
+        // dW += dY · colᵀ
+        sgemm((co, kk, ncols), gw, true, dy, false, col, true);
+        if let Some(gx) = gx {
+            // dcol = Wᵀ · dY, folded back onto the input.
+            let dcol = prefix(&mut sc.dcol, kk * ncols);
+            sgemm((kk, ncols, co), dcol, false, w, true, dy, false);
+            col2im(dcol, &gc, gx);
+        }
+    });
+    let mut it = partials.into_iter().map(|(_, gw, gb)| (gw, gb));
+    let (mut gw, mut gb) = it
+        .next()
+        .unwrap_or_else(|| (vec![0.0; co * kk], vec![0.0; co]));
+    for (w2, b2) in it {
+        add_into(&mut gw, &w2);
+        add_into(&mut gb, &b2);
+    }
+    (gw, gb)
+}
+
+/// The pooling argmax recorded for an output that ReLU clamped to 0 (its gradient is 0).
+const RELU_OFF: usize = 4;
+
+/// The maximum of a 2x2 window `[a, b, c, d]` (row-major) plus `bias`, and its index:
+/// the first maximum on ties, NaN counts as the maximum (the last NaN wins), exactly like
+/// [`crate::MaxPool2d`]'s sequential scan. Branch-free (selects), since the comparisons are
+/// unpredictable.
+#[inline(always)]
+fn max4(v: [f32; 4], bias: f32) -> (f32, u8) {
+    let (mut max, mut best) = (f32::NEG_INFINITY, 0u8);
+    for (i, v) in v.into_iter().enumerate() {
+        let v = v + bias;
+        let take = v > max || v.is_nan();
+        max = if take { v } else { max };
+        best = if take { i as u8 } else { best };
+    }
+    (max, best)
+}
+
+/// 2x2/2 max pooling of `y + bias` (`y` is `(co, n*oh*ow)`) into `out` (`(n, co, oh/2, ow/2)`),
+/// then ReLU; first maximum on ties, NaN counts as the maximum (like [`crate::MaxPool2d`]).
+fn pool_relu_forward(
+    y: &[f32],
+    g: &Geom,
+    (n, co): (usize, usize),
+    bias: &[f32],
+    out: &mut [f32],
+    mut arg: Option<&mut [u8]>,
+) {
+    let (ohw, ncols) = (g.oh * g.ow, n * g.oh * g.ow);
+    let (ph, pw, ow) = (g.oh / 2, g.ow / 2, g.ow);
+    for bi in 0..n {
+        for (c, &bv) in bias.iter().enumerate().take(co) {
+            let plane = &y[c * ncols + bi * ohw..][..ohw];
+            let o0 = (bi * co + c) * ph * pw;
+            for py in 0..ph {
+                let r0 = &plane[2 * py * ow..][..2 * pw];
+                let r1 = &plane[(2 * py + 1) * ow..][..2 * pw];
+                let o = &mut out[o0 + py * pw..][..pw];
+                let windows = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+                match arg.as_deref_mut() {
+                    Some(a) => {
+                        let a = &mut a[o0 + py * pw..][..pw];
+                        for ((o, a), (t, u)) in o.iter_mut().zip(a).zip(windows) {
+                            let (max, best) = max4([t[0], t[1], u[0], u[1]], bv);
+                            *o = max.max(0.0);
+                            *a = if max > 0.0 { best } else { RELU_OFF as u8 };
+                        }
+                    }
+                    None => {
+                        for (o, (t, u)) in o.iter_mut().zip(windows) {
+                            *o = max4([t[0], t[1], u[0], u[1]], bv).0.max(0.0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Scatters the pooled gradient `gy` (`(n, co, oh/2, ow/2)`), masked by ReLU (zero where the
+/// output was not positive, i.e. where `gy`'s forward value was clamped), onto the window
+/// maxima in `dy` (`(co, n*oh*ow)`, zeroed here).
+fn pool_relu_backward(gy: &[f32], arg: &[u8], g: &Geom, (n, co): (usize, usize), dy: &mut [f32]) {
+    let (ohw, ncols) = (g.oh * g.ow, n * g.oh * g.ow);
+    let (ph, pw) = (g.oh / 2, g.ow / 2);
+    dy.fill(0.0);
+    for bi in 0..n {
+        for c in 0..co {
+            let plane = &mut dy[c * ncols + bi * ohw..][..ohw];
+            let o0 = (bi * co + c) * ph * pw;
+            for py in 0..ph {
+                for px in 0..pw {
+                    let (v, a) = (gy[o0 + py * pw + px], arg[o0 + py * pw + px] as usize);
+                    if a != RELU_OFF {
+                        plane[(2 * py + a / 2) * g.ow + 2 * px + a % 2] = v;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `Conv2d(CI -> CO, kernel K, stride S, padding P)` with bias, like PyTorch's `nn.Conv2d`.
@@ -260,31 +693,78 @@ impl<const CI: usize, const CO: usize, const K: usize, const S: usize, const P: 
     /// # Panics
     /// If the padded image is smaller than the kernel.
     pub fn forward<T: Tape<f32, Cpu>>(&self, x: ImageBatch<CI, T>) -> ImageBatch<CO, T> {
+        self.forward_impl(x, Epilogue::Plain, InputGrad::Compute)
+    }
+
+    /// Convolves a batch like [`Conv2d::forward`] but, with [`InputGrad::Skip`], records
+    /// gradients for the weight and bias only: for a network's first layer, whose input (the
+    /// images) needs no gradient. `x`'s gradient is then never allocated.
+    ///
+    /// # Panics
+    /// If the padded image is smaller than the kernel.
+    pub fn forward_with<T: Tape<f32, Cpu>>(
+        &self,
+        x: ImageBatch<CI, T>,
+        input_grad: InputGrad,
+    ) -> ImageBatch<CO, T> {
+        self.forward_impl(x, Epilogue::Plain, input_grad)
+    }
+
+    /// One fused `conv, ReLU, max_pool2d(2)` block: the same values and gradients as
+    /// `MaxPool2d::<2, 2>.forward(conv.forward(x)).relu()` (pooling and ReLU commute; ties go
+    /// to the first maximum of the window, NaN counts as the maximum), computed without
+    /// materialising the convolution's output or its gradient as tensors.
+    ///
+    /// ```
+    /// use dfdx::prelude::*;
+    /// use graft_nn::conv::{Conv2d, InputGrad};
+    ///
+    /// let dev = Cpu::seed_from_u64(0);
+    /// let conv = Conv2d::<1, 8, 3, 1, 1>::new(&dev);
+    /// let x: Tensor<(usize, Const<1>, usize, usize), f32, _> = dev.zeros_like(&(4, Const, 28, 28));
+    /// let y = conv.forward_relu_pool2(x, InputGrad::Skip);
+    /// assert_eq!(*y.shape(), (4, Const::<8>, 14, 14));
+    /// ```
+    ///
+    /// # Panics
+    /// If the padded image is smaller than the kernel, or the convolution's output is smaller
+    /// than the 2x2 window.
+    pub fn forward_relu_pool2<T: Tape<f32, Cpu>>(
+        &self,
+        x: ImageBatch<CI, T>,
+        input_grad: InputGrad,
+    ) -> ImageBatch<CO, T> {
+        self.forward_impl(x, Epilogue::ReluPool2, input_grad)
+    }
+
+    fn forward_impl<T: Tape<f32, Cpu>>(
+        &self,
+        x: ImageBatch<CI, T>,
+        epi: Epilogue,
+        input_grad: InputGrad,
+    ) -> ImageBatch<CO, T> {
         let (x, mut tape) = x.contiguous().split_tape();
         let dev = x.device().clone();
         let (b, _, h, w) = *x.shape();
         let g = Geom::new(b, CI, (h, w), K, S, P);
-        let (nrows, ncols, ohw) = (g.nrows(), g.ncols(), g.oh * g.ow);
-
-        let mut col = Vec::with_capacity(nrows * ncols);
-        with_values(&x, |xs| im2col(xs, &g, &mut col));
-        let col = dev.tensor_from_vec(col, (nrows, ncols));
-        let w2 = self.weight.clone().reshape_like(&(CO, nrows));
-        let y = w2.clone().matmul(col.clone()); // (CO, b*oh*ow)
-
-        // (CO, b, oh*ow) to (b, CO, oh*ow), adding the bias.
+        let (oh, ow) = epi.out_size(g.oh, g.ow);
+        let wv = self.weight.as_vec();
         let bias = self.bias.as_vec();
-        let mut out = Vec::with_capacity(b * CO * ohw);
-        with_values(&y, |y| {
-            for bi in 0..b {
-                for (co, &bv) in bias.iter().enumerate() {
-                    let src = &y[co * ncols + bi * ohw..][..ohw];
-                    out.extend(src.iter().map(|v| v + bv));
-                }
-            }
-        });
-        drop(y);
-        let out = dev.tensor_from_vec(out, (b, Const::<CO>, g.oh, g.ow));
+        let keep_arg = T::OWNS_TAPE && epi == Epilogue::ReluPool2;
+        let mut out = vec![0.0f32; b * CO * oh * ow];
+        let mut arg = vec![0u8; if keep_arg { out.len() } else { 0 }];
+        let xv = x.as_vec();
+        conv_forward(
+            &g,
+            CO,
+            epi,
+            &xv,
+            &wv,
+            &bias,
+            &mut out,
+            keep_arg.then_some(&mut arg[..]),
+        );
+        let out = dev.tensor_from_vec(out, (b, Const::<CO>, oh, ow));
 
         if T::OWNS_TAPE {
             let x_g = x.ghost();
@@ -293,38 +773,17 @@ impl<const CI: usize, const CO: usize, const K: usize, const S: usize, const P: 
             let b_g = self.bias.ghost();
             drop(x);
             tape.add_backward_op(move |grads| {
-                // dY transposed to (CO, b*oh*ow), and the bias gradient on the way.
-                let mut gt = Vec::with_capacity(CO * ncols);
-                let mut gb = vec![0.0f32; CO];
-                {
-                    let gy = grads.get_or_alloc_mut(&out_g)?;
-                    for (co, gbv) in gb.iter_mut().enumerate() {
-                        for bi in 0..b {
-                            let src = &gy[(bi * CO + co) * ohw..][..ohw];
-                            gt.extend_from_slice(src);
-                            *gbv += src.iter().sum::<f32>();
-                        }
-                    }
-                }
-                for (d, s) in grads.get_or_alloc_mut(&b_g)?.iter_mut().zip(&gb) {
-                    *d += s;
-                }
-                let gt = dev.tensor_from_vec(gt, (CO, ncols));
-
-                let gw = gt
-                    .clone()
-                    .try_matmul(col.permute::<(usize, usize), Axes2<1, 0>>())?;
-                let gwb = grads.get_or_alloc_mut(&w_g)?;
-                with_values(&gw, |gw| {
-                    for (d, s) in gwb.iter_mut().zip(gw) {
-                        *d += s;
-                    }
-                });
-
-                let gcol = w2.permute::<(usize, usize), Axes2<1, 0>>().try_matmul(gt)?;
-                let gx = grads.get_or_alloc_mut(&x_g)?;
-                with_values(&gcol, |gcol| col2im(gcol, &g, gx));
-                Ok(())
+                with_scratch(b * CO * oh * ow, |gy| -> Result<(), CpuError> {
+                    gy.copy_from_slice(grads.get_or_alloc_mut(&out_g)?);
+                    let gx = match input_grad {
+                        InputGrad::Compute => Some(&mut grads.get_or_alloc_mut(&x_g)?[..]),
+                        InputGrad::Skip => None,
+                    };
+                    let (gw, gb) = conv_backward(&g, CO, epi, &xv, &wv, gy, &arg, gx);
+                    add_into(grads.get_or_alloc_mut(&w_g)?, &gw);
+                    add_into(grads.get_or_alloc_mut(&b_g)?, &gb);
+                    Ok(())
+                })
             });
         }
         out.put_tape(tape)
@@ -346,6 +805,48 @@ impl<const CI: usize, const CO: usize, const K: usize, const S: usize, const P: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dfdx::prelude::*;
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    /// The fused block equals `MaxPool2d(conv(x)).relu()` in values and all gradients, on odd
+    /// sizes (a dropped last row and column), several chunks and both `InputGrad` settings.
+    #[test]
+    fn fused_block_matches_composition() {
+        let dev = Cpu::seed_from_u64(3);
+        let conv = Conv2d::<3, 5, 3, 1, 1>::new(&dev);
+        let x: ImageBatch<3> = dev.sample_uniform_like(&(9, Const, 9, 7));
+        let x = x * 2.0 - 1.0;
+        let want = crate::MaxPool2d::<2, 2>
+            .forward(conv.forward(x.leaky_trace()))
+            .relu();
+        let wv = want.as_vec();
+        let wg = (want.square().mean()).backward();
+        for ig in [InputGrad::Compute, InputGrad::Skip] {
+            let got = conv.forward_relu_pool2(x.leaky_trace(), ig);
+            assert!(max_diff(&got.as_vec(), &wv) < 1e-5);
+            let gg = got.square().mean().backward();
+            assert!(
+                max_diff(
+                    &gg.get(&conv.weight).as_vec(),
+                    &wg.get(&conv.weight).as_vec()
+                ) < 1e-5
+            );
+            assert!(max_diff(&gg.get(&conv.bias).as_vec(), &wg.get(&conv.bias).as_vec()) < 1e-5);
+            if ig == InputGrad::Compute {
+                assert!(max_diff(&gg.get(&x).as_vec(), &wg.get(&x).as_vec()) < 1e-5);
+            }
+        }
+        // Without a tape: the same values.
+        let y0 = conv.forward_relu_pool2(x.clone(), InputGrad::Skip);
+        assert!(max_diff(&y0.as_vec(), &wv) < 1e-5);
+    }
 
     #[test]
     fn valid_ranges() {

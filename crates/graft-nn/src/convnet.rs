@@ -34,7 +34,7 @@ use dfdx::shapes::{Const, HasShape};
 use dfdx::tensor::{Cpu, NoneTape, PutTape, Tape};
 use dfdx::tensor_ops::ReshapeTo;
 
-use crate::conv::{Conv2d, ImageBatch};
+use crate::conv::{Conv2d, ImageBatch, InputGrad};
 use crate::mlp::linear_relu;
 use crate::pool::{flatten, MaxPool2d};
 use crate::{Backbone, Classifier, Features, InputBatch, Param, Parameters, IMAGE_SIDE};
@@ -68,16 +68,22 @@ impl ConvnetBackbone {
 
     // ReLU and max pooling commute (both are monotone, and ReLU's gradient is 0 where the
     // window's maximum is <= 0), so the blocks pool first and apply ReLU to a 4x smaller
-    // tensor: the same values and the same gradients as PyTorch's `conv, relu, pool`.
+    // tensor: the same values and the same gradients as PyTorch's `conv, relu, pool`. Each
+    // block is one fused op (`Conv2d::forward_relu_pool2`): im2col and GEMM in cache-sized
+    // chunks, bias, pooling and ReLU in one pass, no intermediate tensors.
 
-    /// Block `conv1`.
+    /// Block `conv1`. Its input is the images: their gradient is never computed.
     fn block1<T: Tape<f32, Cpu>>(&self, x: ImageBatch<1, T>) -> ImageBatch<32, T> {
-        MaxPool2d::<2, 2>.forward(self.conv1.forward(x)).relu()
+        self.conv1.forward_relu_pool2(x, InputGrad::Skip)
     }
 
-    /// Block `conv2`.
-    fn block2<T: Tape<f32, Cpu>>(&self, x: ImageBatch<32, T>) -> ImageBatch<64, T> {
-        MaxPool2d::<2, 2>.forward(self.conv2.forward(x)).relu()
+    /// Block `conv2`; `input_grad` is `Skip` when `conv1` is frozen (nothing reads it).
+    fn block2<T: Tape<f32, Cpu>>(
+        &self,
+        x: ImageBatch<32, T>,
+        input_grad: InputGrad,
+    ) -> ImageBatch<64, T> {
+        self.conv2.forward_relu_pool2(x, input_grad)
     }
 
     /// Block `fc1`.
@@ -100,7 +106,7 @@ impl Backbone<CONVNET_FEATURES> for ConvnetBackbone {
     }
 
     fn forward<T: Tape<f32, Cpu>>(&self, x: InputBatch<T>) -> Features<CONVNET_FEATURES, T> {
-        self.block3(self.block2(self.block1(Self::to_image(x))))
+        self.block3(self.block2(self.block1(Self::to_image(x)), InputGrad::Compute))
     }
 
     fn forward_frozen<T: Tape<f32, Cpu>>(
@@ -114,9 +120,11 @@ impl Backbone<CONVNET_FEATURES> for ConvnetBackbone {
         }
         let x = Self::to_image::<NoneTape>(x);
         match frozen_blocks {
-            1 => self.block3(self.block2(self.block1(x).put_tape(tape))),
-            2 => self.block3(self.block2(self.block1(x)).put_tape(tape)),
-            _ => self.block3(self.block2(self.block1(x))).put_tape(tape),
+            1 => self.block3(self.block2(self.block1(x).put_tape(tape), InputGrad::Skip)),
+            2 => self.block3(self.block2(self.block1(x), InputGrad::Skip).put_tape(tape)),
+            _ => self
+                .block3(self.block2(self.block1(x), InputGrad::Skip))
+                .put_tape(tape),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod head;
 pub mod mlp;
 pub mod param;
 pub mod pool;
+pub mod rename;
 
 pub use backbone::{Backbone, NetworkKind};
 pub use checkpoint::{Checkpoint, LoadScope, Normalization};
@@ -22,6 +23,7 @@ pub use head::Head;
 pub use mlp::MlpBackbone;
 pub use param::{Param, Parameters};
 pub use pool::{flatten, flatten_dyn, MaxPool2d};
+pub use rename::{RenameRule, RenameRules};
 
 /// The device every graft network runs on (dfdx's CPU device; GPU work goes through graft-cuda).
 pub type Device = dfdx::tensor::Cpu;

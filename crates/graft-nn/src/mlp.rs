@@ -62,9 +62,16 @@ impl Backbone<MLP_FEATURES> for MlpBackbone {
     }
 
     fn forward_flops_per_sample() -> u64 {
+        Self::block_forward_flops().iter().sum()
+    }
+
+    fn block_forward_flops() -> Vec<u64> {
         // 2*I*O for the matmul, O for the bias, O for the ReLU, per layer.
         let layer = |i: u64, o: u64| 2 * i * o + 2 * o;
-        layer(INPUT_LEN as u64, 512) + layer(512, MLP_FEATURES as u64)
+        vec![
+            layer(INPUT_LEN as u64, 512),
+            layer(512, MLP_FEATURES as u64),
+        ]
     }
 }
 

@@ -15,12 +15,16 @@ macro_rules! for_network {
     };
 }
 
+pub mod csv;
+pub mod energy;
 pub mod error;
 pub mod examples;
 pub mod optim;
+pub mod plot;
 pub mod pretrain;
 pub mod protocol;
 pub mod report;
+pub mod stats;
 pub mod strategy;
 pub mod sweep;
 pub mod tasks;

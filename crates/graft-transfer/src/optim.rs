@@ -29,6 +29,9 @@ impl Default for AdamConfig {
     }
 }
 
+/// Adds a regulariser's gradient: `(parameter name, weights, gradient to add to)`.
+pub type GradientHook<'a> = dyn Fn(&str, &[f32], &mut [f32]) + 'a;
+
 #[derive(Debug, Clone, Default)]
 struct Moments {
     m: Vec<f32>,
@@ -42,6 +45,7 @@ pub struct Adam {
     step: u32,
     state: HashMap<String, Moments>,
     buf: Vec<f32>,
+    gbuf: Vec<f32>,
 }
 
 impl Adam {
@@ -66,12 +70,24 @@ impl Adam {
         grads: &mut Gradients<f32, Cpu>,
         lr_for: &dyn Fn(&str) -> Option<f32>,
     ) -> Result<(), NnError> {
+        self.update_with(model, grads, lr_for, &|_, _, _| {})
+    }
+
+    /// [`Adam::update`] with `extra(name, weights, grad)` adding to each gradient first
+    /// (a regulariser's analytic gradient, e.g. L2-SP).
+    pub fn update_with(
+        &mut self,
+        model: &mut impl Parameters,
+        grads: &mut Gradients<f32, Cpu>,
+        lr_for: &dyn Fn(&str) -> Option<f32>,
+        extra: &GradientHook<'_>,
+    ) -> Result<(), NnError> {
         self.step += 1;
         let AdamConfig { beta1, beta2, eps } = self.config;
         let t = self.step as i32;
         let (c1, c2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
         let mut result = Ok(());
-        let (state, buf) = (&mut self.state, &mut self.buf);
+        let (state, buf, gbuf) = (&mut self.state, &mut self.buf, &mut self.gbuf);
         model.visit_params_mut(&mut |name, p| {
             let Some(lr) = lr_for(name) else { return };
             if result.is_err() {
@@ -91,8 +107,11 @@ impl Adam {
             });
             buf.resize(n, 0.0);
             p.read_into(buf);
+            gbuf.clear();
+            gbuf.extend_from_slice(g);
+            extra(name, buf, gbuf);
             for i in 0..n {
-                let gi = g[i];
+                let gi = gbuf[i];
                 mom.m[i] = beta1 * mom.m[i] + (1.0 - beta1) * gi;
                 mom.v[i] = beta2 * mom.v[i] + (1.0 - beta2) * gi * gi;
                 let m_hat = mom.m[i] / c1;

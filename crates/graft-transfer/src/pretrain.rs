@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::examples::Examples;
 use crate::protocol::Protocol;
 use crate::strategy::HEAD_LR;
-use crate::train::{progress_bar, train_classifier, LearningRates, Schedule};
+use crate::train::{progress_bar, train_classifier, LearningRates, Schedule, TrainPlan};
 use crate::TransferError;
 
 /// Source training settings (PROTOCOLS.md: 5 epochs at batch 128, Adam 1e-3).
@@ -135,7 +135,8 @@ pub fn pretrained_backbone<B: Backbone<F>, const F: usize>(
         backbone: Some(config.lr),
         head: config.lr,
     };
-    let stats = train_classifier(&dev, &mut model, &data, lrs, schedule, config.seed, &bar)?;
+    let plan = TrainPlan::uniform(schedule, B::BLOCKS.len(), lrs);
+    let stats = train_classifier(&dev, &mut model, &data, &plan, config.seed, None, &bar)?;
     bar.finish_and_clear();
     info.wall_seconds = start.elapsed().as_secs_f64();
     info.flops = stats.flops;

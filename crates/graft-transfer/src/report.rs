@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::energy::EnergySource;
 use crate::pretrain::PretrainInfo;
+use crate::stats::paired_difference;
+use crate::train::CurvePoint;
 use crate::TransferError;
 
 /// One training run: a strategy at a label budget with a seed. Field names are a stable
@@ -28,6 +31,19 @@ pub struct RunRecord {
     pub wall_seconds: f64,
     /// Training FLOPs (analytic).
     pub flops: f64,
+    /// Energy of the run in joules (measured by RAPL or estimated from FLOPs: see `energy_source`).
+    pub joules: f64,
+    /// How `joules` was obtained.
+    pub energy_source: EnergySource,
+    /// CO2 emitted at the report's grid intensity, grams.
+    pub co2_grams: f64,
+    /// Monitor-set accuracy during training (steps, seconds, FLOPs so far).
+    pub curve: Vec<CurvePoint>,
+}
+
+/// The first point of `curve` at or above `target` accuracy.
+fn reach(curve: &[CurvePoint], target: f64) -> Option<CurvePoint> {
+    curve.iter().find(|p| p.accuracy >= target - 1e-12).copied()
 }
 
 /// Mean and spread of one (k, strategy) cell over seeds.
@@ -45,6 +61,22 @@ pub struct SummaryRow {
     pub accuracy_std: f64,
     /// Mean paired gain over scratch (same seed, same k-shot set); `None` for scratch itself.
     pub gain_over_scratch: Option<f64>,
+    /// 95% t interval of the paired gain over scratch (needs two or more seeds).
+    pub gain_ci95: Option<(f64, f64)>,
+    /// Runs (of `n`) whose monitor accuracy reached scratch's final monitor accuracy.
+    pub reached_scratch: usize,
+    /// Mean training seconds to reach scratch's final monitor accuracy, over runs that did.
+    pub seconds_to_scratch_accuracy: Option<f64>,
+    /// Mean training FLOPs to reach scratch's final monitor accuracy, over runs that did.
+    pub flops_to_scratch_accuracy: Option<f64>,
+    /// Scratch's mean total training seconds divided by `seconds_to_scratch_accuracy`.
+    pub speedup_vs_scratch: Option<f64>,
+    /// Mean energy per run, joules.
+    pub joules_mean: f64,
+    /// Mean CO2 per run, grams.
+    pub co2_grams_mean: f64,
+    /// Mean CO2 saved per run against scratch, grams (negative: spent more).
+    pub co2_grams_saved: Option<f64>,
     /// Mean wall time in seconds.
     pub wall_seconds_mean: f64,
     /// Mean training FLOPs.
@@ -64,6 +96,16 @@ pub struct Report {
     pub rng: String,
     /// Seeds run.
     pub seeds: Vec<u64>,
+    /// Grid carbon intensity used for CO2, grams per kWh.
+    pub grid_g_per_kwh: f64,
+    /// Size of the target test split.
+    pub test_examples: usize,
+    /// How many times the test split was evaluated (one per run, at its end).
+    pub test_evaluations: usize,
+    /// Monitor images per class (outside each k-shot set) behind the training curves.
+    pub monitor_per_class: usize,
+    /// Labels per class of the `all` budget (the smallest class of the pool).
+    pub all_labels_per_class: usize,
     /// The source-task pretraining.
     pub pretraining: PretrainInfo,
     /// One record per run.
@@ -111,9 +153,33 @@ pub fn summarize(results: &[RunRecord]) -> Vec<SummaryRow> {
                         .map(|s| r.accuracy - s.accuracy)
                 })
                 .collect();
-            let gain_over_scratch =
-                (strategy != "scratch" && !gains.is_empty()).then(|| mean_std(&gains).0);
+            let is_scratch = strategy == "scratch";
+            let gain_over_scratch = (!is_scratch && !gains.is_empty()).then(|| mean_std(&gains).0);
+            let gain_ci95 = if is_scratch {
+                None
+            } else {
+                let zeros = vec![0.0; gains.len()];
+                paired_difference(&gains, &zeros).map(|d| (d.ci_low, d.ci_high))
+            };
+            let scratch_runs: Vec<&RunRecord> = results
+                .iter()
+                .filter(|s| s.strategy == "scratch" && s.k == k)
+                .collect();
+            let reached: Vec<CurvePoint> = runs
+                .iter()
+                .filter_map(|r| {
+                    let s = scratch_runs.iter().find(|s| s.seed == r.seed)?;
+                    reach(&r.curve, s.curve.last()?.accuracy)
+                })
+                .collect();
+            let mean_of =
+                |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+            let seconds_to = mean_of(reached.iter().map(|p| p.seconds).collect());
+            let flops_to = mean_of(reached.iter().map(|p| p.flops).collect());
+            let scratch_wall = mean_of(scratch_runs.iter().map(|s| s.wall_seconds).collect());
+            let scratch_co2 = mean_of(scratch_runs.iter().map(|s| s.co2_grams).collect());
             let n = runs.len() as f64;
+            let co2_grams_mean = runs.iter().map(|r| r.co2_grams).sum::<f64>() / n;
             SummaryRow {
                 strategy,
                 k,
@@ -121,6 +187,16 @@ pub fn summarize(results: &[RunRecord]) -> Vec<SummaryRow> {
                 accuracy_mean,
                 accuracy_std,
                 gain_over_scratch,
+                gain_ci95,
+                reached_scratch: reached.len(),
+                seconds_to_scratch_accuracy: seconds_to,
+                flops_to_scratch_accuracy: flops_to,
+                speedup_vs_scratch: scratch_wall.zip(seconds_to).map(|(a, b)| a / b.max(1e-9)),
+                joules_mean: runs.iter().map(|r| r.joules).sum::<f64>() / n,
+                co2_grams_mean,
+                co2_grams_saved: scratch_co2
+                    .filter(|_| !is_scratch)
+                    .map(|s| s - co2_grams_mean),
                 wall_seconds_mean: runs.iter().map(|r| r.wall_seconds).sum::<f64>() / n,
                 flops_mean: runs.iter().map(|r| r.flops).sum::<f64>() / n,
             }
@@ -144,6 +220,16 @@ pub fn verdicts(summary: &[SummaryRow]) -> Vec<String> {
                 .max_by(|a, b| a.accuracy_mean.total_cmp(&b.accuracy_mean))?;
             let gain = best.gain_over_scratch? * 100.0;
             let kk = k_label(k);
+            if let Some((lo, hi)) = best.gain_ci95 {
+                let ci = format!("95% CI {:+.1} to {:+.1} points", lo * 100.0, hi * 100.0);
+                return Some(if lo > 0.0 {
+                    format!("k = {kk}: transfer helps: {} beats scratch by {gain:.1} points ({ci}).", best.strategy)
+                } else if hi < 0.0 {
+                    format!("k = {kk}: negative transfer: every reuse strategy is worse than scratch (best: {}, {gain:+.1} points, {ci}). Train from scratch or find a source closer to the target.", best.strategy)
+                } else {
+                    format!("k = {kk}: no clear gain: the best strategy ({}) differs from scratch by {gain:+.1} points, but its {ci} includes zero.", best.strategy)
+                });
+            }
             Some(if gain > 0.5 {
                 format!("k = {kk}: transfer helps: {} beats scratch by {gain:.1} points on average.", best.strategy)
             } else if gain >= -0.5 {
@@ -164,23 +250,41 @@ pub fn table(report: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<14} {:>5} {:>17} {:>9} {:>9} {:>11}",
-        "strategy", "k", "accuracy (test)", "vs scratch", "wall (s)", "train FLOPs"
+        "{:<16} {:>4} {:>15} {:>24} {:>8} {:>9} {:>15} {:>9}",
+        "strategy",
+        "k",
+        "accuracy",
+        "vs scratch (95% CI)",
+        "wall s",
+        "FLOPs",
+        "to scratch acc",
+        "CO2 mg"
     );
     for r in &report.summary {
-        let gain = r
-            .gain_over_scratch
-            .map_or_else(|| "-".to_string(), |g| format!("{:+.1} pt", g * 100.0));
+        let gain = match (r.gain_over_scratch, r.gain_ci95) {
+            (Some(g), Some((lo, hi))) => {
+                format!("{:+.1} [{:+.1}, {:+.1}]", g * 100.0, lo * 100.0, hi * 100.0)
+            }
+            (Some(g), None) => format!("{:+.1}", g * 100.0),
+            _ => "-".to_string(),
+        };
+        let speed = match (r.speedup_vs_scratch, r.strategy.as_str()) {
+            (_, "scratch") => "-".to_string(),
+            (Some(x), _) => format!("{x:.1}x ({}/{})", r.reached_scratch, r.n),
+            (None, _) => format!("never ({}/{})", r.reached_scratch, r.n),
+        };
         let _ = writeln!(
             s,
-            "{:<14} {:>5} {:>8.1}% ± {:>4.1}% {:>10} {:>9.2} {:>11.2e}",
+            "{:<16} {:>4} {:>7.1}% ±{:>5.1} {:>24} {:>8.2} {:>9.2e} {:>15} {:>9.2}",
             r.strategy,
             k_label(r.k),
             r.accuracy_mean * 100.0,
             r.accuracy_std * 100.0,
             gain,
             r.wall_seconds_mean,
-            r.flops_mean
+            r.flops_mean,
+            speed,
+            r.co2_grams_mean * 1000.0
         );
     }
     s
@@ -201,6 +305,31 @@ pub fn markdown(report: &Report) -> String {
         report.seeds, report.rng
     );
     let _ = writeln!(s, "```text\n{}```\n", table(report));
+    let source = report
+        .results
+        .first()
+        .map_or("n/a".to_string(), |r| match r.energy_source {
+            EnergySource::Rapl => "measured with RAPL package counters".to_string(),
+            EnergySource::FlopEstimate { joules_per_flop } => {
+                format!(
+                    "estimated from FLOPs at {joules_per_flop:e} J/FLOP (no RAPL counters here)"
+                )
+            }
+        });
+    let _ = writeln!(
+        s,
+        "The three promises: **few labels**: accuracy and the paired gain over scratch with its 95% t interval over seeds; \
+         **speed**: training seconds and FLOPs, and the speed-up to reach scratch's final accuracy, read off each run's \
+         curve on a monitor set of {} pool images per class outside its k-shot set (the monitor never chooses anything; \
+         runs that never reach it are counted); **environment**: energy {source}, CO2 at {} g/kWh. \
+         The test split ({} images) was evaluated {} times for {} runs.\n",
+        report.monitor_per_class,
+        report.grid_g_per_kwh,
+        report.test_examples,
+        report.test_evaluations,
+        report.results.len()
+    );
+    let _ = writeln!(s, "![accuracy against labels per class](accuracy.png)\n");
     for v in &report.verdicts {
         let _ = writeln!(s, "- {v}");
     }
@@ -219,12 +348,58 @@ pub fn markdown(report: &Report) -> String {
     s
 }
 
-/// Writes `report.json` and `report.md` into `dir` (atomically) and returns `dir`.
+/// Writes `report.json`, `report.md`, `report.csv` (one row per run) and the plot
+/// `accuracy.png` / `accuracy.svg` into `dir` (each atomically) and returns `dir`.
 pub fn write(report: &Report, dir: &Path) -> Result<PathBuf, TransferError> {
     let json = serde_json::to_vec_pretty(report)
         .map_err(|e| TransferError::Config(format!("cannot serialise the report: {e}")))?;
     graft_nn::checkpoint::write_atomically(&dir.join("report.json"), &json)?;
     graft_nn::checkpoint::write_atomically(&dir.join("report.md"), markdown(report).as_bytes())?;
+    let rows: Vec<Vec<String>> = report
+        .results
+        .iter()
+        .map(|r| {
+            vec![
+                r.protocol.clone(),
+                r.network.clone(),
+                r.strategy.clone(),
+                k_label(r.k),
+                r.seed.to_string(),
+                format!("{:.6}", r.accuracy),
+                format!("{:.4}", r.wall_seconds),
+                format!("{:.4e}", r.flops),
+                format!("{:.4e}", r.joules),
+                format!("{:.6}", r.co2_grams),
+            ]
+        })
+        .collect();
+    let header = [
+        "protocol",
+        "network",
+        "strategy",
+        "k",
+        "seed",
+        "accuracy",
+        "wall_seconds",
+        "flops",
+        "joules",
+        "co2_grams",
+    ];
+    crate::csv::write_csv(&dir.join("report.csv"), &header, &rows)?;
+    let series =
+        crate::plot::series_from_summary(&report.summary, report.all_labels_per_class as f64);
+    let title = format!(
+        "{}: target test accuracy, {}, {} seeds",
+        report.protocol,
+        report.network,
+        report.seeds.len()
+    );
+    crate::plot::accuracy_vs_labels(
+        &title,
+        &series,
+        &dir.join("accuracy.png"),
+        &dir.join("accuracy.svg"),
+    )?;
     Ok(dir.to_path_buf())
 }
 
@@ -242,6 +417,12 @@ mod tests {
             accuracy,
             wall_seconds: 1.0,
             flops: 2.0,
+            joules: 3.0,
+            energy_source: EnergySource::FlopEstimate {
+                joules_per_flop: 1.5,
+            },
+            co2_grams: 0.1,
+            curve: Vec::new(),
         }
     }
 
@@ -260,7 +441,20 @@ mod tests {
         assert!((s[0].accuracy_std - 0.005f64.sqrt()).abs() < 1e-12);
         assert_eq!(s[0].gain_over_scratch, None);
         assert!((s[1].gain_over_scratch.unwrap() - 0.15).abs() < 1e-12);
+        // Gains 0.1 and 0.2 over two seeds: t(0.975, 1) = 12.706, so the interval is
+        // 0.15 ± 12.706 * 0.0707 / sqrt(2) and includes zero.
+        let (lo, hi) = s[1].gain_ci95.unwrap();
+        assert!(
+            (lo - (0.15 - 12.7062 * 0.05)).abs() < 1e-3
+                && (hi - (0.15 + 12.7062 * 0.05)).abs() < 1e-3
+        );
         let v = verdicts(&s);
+        assert!(v[0].contains("no clear gain"), "{v:?}");
+        // A third seed with the same gain narrows it above zero.
+        let mut more = results.clone();
+        more.push(rec("scratch", 2, 0.65));
+        more.push(rec("fine-tune", 2, 0.8));
+        let v = verdicts(&summarize(&more));
         assert!(v[0].contains("transfer helps"), "{v:?}");
     }
 

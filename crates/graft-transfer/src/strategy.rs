@@ -1,4 +1,8 @@
 //! Transfer strategies: how a pretrained backbone is reused on the target task.
+//!
+//! Every strategy is a value with documented defaults; [`Strategy::ALL`] lists each with
+//! them. Learning rates follow PROTOCOLS.md (1e-3 for anything new, 1e-4 for pretrained
+//! weights) unless a strategy says otherwise.
 
 use std::time::Instant;
 
@@ -7,7 +11,8 @@ use graft_nn::{Backbone, Classifier, Head};
 
 use crate::examples::Examples;
 use crate::train::{
-    accuracy, extract_features, progress_bar, train_classifier, train_head, LearningRates, Schedule,
+    accuracy, extract_features, progress_bar, train_classifier, train_head, L2Sp, LearningRates,
+    Monitor, Schedule, TrainPlan, TrainStats,
 };
 use crate::TransferError;
 
@@ -15,21 +20,67 @@ use crate::TransferError;
 pub const HEAD_LR: f32 = 1e-3;
 /// Learning rate of a pretrained backbone when fine-tuning (PROTOCOLS.md).
 pub const FINE_TUNE_BACKBONE_LR: f32 = 1e-4;
+/// ULMFiT's factor between the learning rates of adjacent blocks.
+pub const DISCRIMINATIVE_DECAY: f32 = 2.6;
+/// L2-SP's default pull towards the pretrained weights.
+pub const L2SP_ALPHA: f32 = 0.01;
+/// L2-SP's default weight decay on the new head.
+pub const L2SP_BETA: f32 = 0.01;
 
 /// How the target network is obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Strategy {
     /// The same network, randomly initialised, trained on the target only (the baseline).
     Scratch,
     /// Pretrained backbone frozen; features computed once; a new head trained on them.
     LinearProbe,
-    /// Pretrained backbone and a new head trained together, the backbone at a lower rate.
+    /// Pretrained backbone (learning rate 1e-4) and a new head (1e-3) trained together.
     FineTune,
+    /// The first `frozen` blocks frozen, the rest fine-tuned (default: all but the top block).
+    Partial {
+        /// Blocks frozen, counted from the input; `None` means all but the top block.
+        frozen: Option<usize>,
+    },
+    /// ULMFiT's gradual unfreezing: the head alone first, then one more block from the top
+    /// at each stage; a stage is one epoch or `steps / (blocks + 1)` steps, whichever is longer
+    /// (with a handful of labels an epoch is a single step).
+    GradualUnfreeze,
+    /// ULMFiT's discriminative learning rates: the head at 1e-3, each block below it
+    /// `decay` times slower than the one above.
+    Discriminative {
+        /// Ratio between adjacent blocks' learning rates (ULMFiT: 2.6).
+        decay: f32,
+    },
+    /// Fine-tuning with `alpha/2 |w - w0|^2` on the pretrained weights and `beta/2 |w|^2` on
+    /// the new head (Li et al., 2018).
+    L2Sp {
+        /// Pull towards the pretrained weights.
+        alpha: f32,
+        /// Decay of the new head.
+        beta: f32,
+    },
+    /// Linear probe first, then fine-tuning of everything from the probed head, both at 1e-4
+    /// (Kumar et al., 2022, "Fine-Tuning can Distort Pretrained Features").
+    LpFt,
 }
 
 impl Strategy {
-    /// Every strategy, baseline first.
-    pub const ALL: [Strategy; 3] = [Strategy::Scratch, Strategy::LinearProbe, Strategy::FineTune];
+    /// Every strategy with its defaults, baseline first.
+    pub const ALL: [Strategy; 8] = [
+        Strategy::Scratch,
+        Strategy::LinearProbe,
+        Strategy::FineTune,
+        Strategy::Partial { frozen: None },
+        Strategy::GradualUnfreeze,
+        Strategy::Discriminative {
+            decay: DISCRIMINATIVE_DECAY,
+        },
+        Strategy::L2Sp {
+            alpha: L2SP_ALPHA,
+            beta: L2SP_BETA,
+        },
+        Strategy::LpFt,
+    ];
 
     /// The strategy's id in PROTOCOLS.md and on the command line.
     pub fn name(self) -> &'static str {
@@ -37,27 +88,73 @@ impl Strategy {
             Strategy::Scratch => "scratch",
             Strategy::LinearProbe => "linear-probe",
             Strategy::FineTune => "fine-tune",
+            Strategy::Partial { .. } => "partial",
+            Strategy::GradualUnfreeze => "gradual-unfreeze",
+            Strategy::Discriminative { .. } => "discriminative",
+            Strategy::L2Sp { .. } => "l2-sp",
+            Strategy::LpFt => "lp-ft",
         }
     }
 }
 
 impl std::fmt::Display for Strategy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        match *self {
+            Strategy::Partial { frozen: Some(n) } => write!(f, "partial:{n}"),
+            Strategy::Discriminative { decay } if decay != DISCRIMINATIVE_DECAY => {
+                write!(f, "discriminative:{decay}")
+            }
+            Strategy::L2Sp { alpha, beta } if (alpha, beta) != (L2SP_ALPHA, L2SP_BETA) => {
+                write!(f, "l2-sp:{alpha}:{beta}")
+            }
+            s => f.write_str(s.name()),
+        }
     }
 }
 
 impl std::str::FromStr for Strategy {
     type Err = TransferError;
+    /// `name` or `name:PARAMS`: `partial:N`, `discriminative:DECAY`, `l2-sp:ALPHA:BETA`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Strategy::ALL
-            .into_iter()
-            .find(|st| st.name() == s)
-            .ok_or_else(|| {
-                TransferError::Config(format!(
-                    "unknown strategy `{s}`: expected one of scratch, linear-probe, fine-tune"
-                ))
-            })
+        let bad = || {
+            TransferError::Config(format!(
+                "unknown strategy `{s}`: expected one of scratch, linear-probe, fine-tune, \
+                 partial[:N], gradual-unfreeze, discriminative[:DECAY], l2-sp[:ALPHA:BETA], lp-ft"
+            ))
+        };
+        let (name, params) = s.split_once(':').unwrap_or((s, ""));
+        let nums: Vec<f32> = if params.is_empty() {
+            Vec::new()
+        } else {
+            params
+                .split(':')
+                .map(|p| p.parse::<f32>().map_err(|_| bad()))
+                .collect::<Result<_, _>>()?
+        };
+        let positive = nums.iter().all(|v| v.is_finite() && *v >= 0.0);
+        Ok(match (name, nums.as_slice()) {
+            ("partial", []) => Strategy::Partial { frozen: None },
+            ("partial", [n]) if positive && n.fract() == 0.0 => Strategy::Partial {
+                frozen: Some(*n as usize),
+            },
+            ("discriminative", []) => Strategy::Discriminative {
+                decay: DISCRIMINATIVE_DECAY,
+            },
+            ("discriminative", [d]) if *d >= 1.0 => Strategy::Discriminative { decay: *d },
+            ("l2-sp", []) => Strategy::L2Sp {
+                alpha: L2SP_ALPHA,
+                beta: L2SP_BETA,
+            },
+            ("l2-sp", [a, b]) if positive => Strategy::L2Sp {
+                alpha: *a,
+                beta: *b,
+            },
+            (_, []) => Strategy::ALL
+                .into_iter()
+                .find(|st| st.name() == name)
+                .ok_or_else(bad)?,
+            _ => return Err(bad()),
+        })
     }
 }
 
@@ -66,61 +163,144 @@ impl std::str::FromStr for Strategy {
 pub struct StrategyRun<B: Backbone<F>, const F: usize> {
     /// The trained target network.
     pub model: Classifier<B, F>,
-    /// Seconds from start to trained model (feature extraction included).
+    /// Seconds from start to trained model (feature extraction included, monitor
+    /// evaluations excluded).
     pub wall_seconds: f64,
     /// Training FLOPs (feature extraction included).
     pub flops: f64,
+    /// Monitor accuracy over training (empty without a monitor).
+    pub curve: Vec<crate::train::CurvePoint>,
 }
 
 /// Runs `strategy` on `train`, reusing `pretrained` where the strategy does. `seed` seeds
-/// the new weights and the batch order.
+/// the new weights and the batch order; `monitor` (optional) draws the accuracy curve.
 pub fn run_strategy<B: Backbone<F>, const F: usize>(
     strategy: Strategy,
     pretrained: &B,
     train: &Examples,
     seed: u64,
+    monitor: Option<Monitor<'_>>,
 ) -> Result<StrategyRun<B, F>, TransferError> {
     let dev = Cpu::seed_from_u64(seed);
     let schedule = Schedule::target_default(train.len());
+    let blocks = B::BLOCKS.len();
     let bar = progress_bar(schedule.steps as u64, strategy.name());
     let start = Instant::now();
     let classes = train.num_classes;
-    let (model, flops) = match strategy {
+    let fine_tune = LearningRates {
+        backbone: Some(FINE_TUNE_BACKBONE_LR),
+        head: HEAD_LR,
+    };
+    let run =
+        |model: &mut Classifier<B, F>, plan: TrainPlan| -> Result<TrainStats, TransferError> {
+            train_classifier(&dev, model, train, &plan, seed, monitor, &bar)
+        };
+    let (model, stats) = match strategy {
         Strategy::Scratch => {
             let mut model = Classifier::<B, F>::new(&dev, classes)?;
             let lrs = LearningRates {
                 backbone: Some(HEAD_LR),
                 head: HEAD_LR,
             };
-            let stats = train_classifier(&dev, &mut model, train, lrs, schedule, seed, &bar)?;
-            (model, stats.flops)
+            let stats = run(&mut model, TrainPlan::uniform(schedule, blocks, lrs))?;
+            (model, stats)
         }
         Strategy::FineTune => {
             let mut model = Classifier::with_new_head(&dev, pretrained.clone(), classes)?;
-            let lrs = LearningRates {
-                backbone: Some(FINE_TUNE_BACKBONE_LR),
-                head: HEAD_LR,
-            };
-            let stats = train_classifier(&dev, &mut model, train, lrs, schedule, seed, &bar)?;
-            (model, stats.flops)
+            let stats = run(&mut model, TrainPlan::uniform(schedule, blocks, fine_tune))?;
+            (model, stats)
         }
-        Strategy::LinearProbe => {
+        Strategy::Partial { frozen } => {
+            let frozen = frozen.unwrap_or(blocks.saturating_sub(1)).min(blocks);
+            let mut model = Classifier::with_new_head(&dev, pretrained.clone(), classes)?;
+            let mut plan = TrainPlan::uniform(schedule, blocks, fine_tune);
+            plan.block_lrs
+                .iter_mut()
+                .take(frozen)
+                .for_each(|lr| *lr = None);
+            let stats = run(&mut model, plan)?;
+            (model, stats)
+        }
+        Strategy::GradualUnfreeze => {
+            let mut model = Classifier::with_new_head(&dev, pretrained.clone(), classes)?;
+            let mut plan = TrainPlan::uniform(schedule, blocks, fine_tune);
+            let epoch = train.len().div_ceil(schedule.batch);
+            plan.unfreeze_every = Some(epoch.max(schedule.steps / (blocks + 1)));
+            let stats = run(&mut model, plan)?;
+            (model, stats)
+        }
+        Strategy::Discriminative { decay } => {
+            let mut model = Classifier::with_new_head(&dev, pretrained.clone(), classes)?;
+            let mut plan = TrainPlan::uniform(schedule, blocks, fine_tune);
+            for (i, lr) in plan.block_lrs.iter_mut().enumerate() {
+                *lr = Some(HEAD_LR / decay.powi((blocks - i) as i32));
+            }
+            let stats = run(&mut model, plan)?;
+            (model, stats)
+        }
+        Strategy::L2Sp { alpha, beta } => {
+            let mut model = Classifier::with_new_head(&dev, pretrained.clone(), classes)?;
+            let mut plan = TrainPlan::uniform(schedule, blocks, fine_tune);
+            plan.l2sp = Some(L2Sp {
+                alpha,
+                beta,
+                start: pretrained.snapshot().into_iter().collect(),
+            });
+            let stats = run(&mut model, plan)?;
+            (model, stats)
+        }
+        Strategy::LinearProbe | Strategy::LpFt => {
             let features = extract_features(&dev, pretrained, train)?;
             let extract_flops = B::forward_flops_per_sample() as f64 * train.len() as f64;
             let mut head = Head::<F>::new(&dev, classes)?;
-            let stats = train_head(&dev, &mut head, &features, HEAD_LR, schedule, seed, &bar)?;
-            let model = Classifier {
+            let probe = train_head(&dev, &mut head, &features, HEAD_LR, schedule, seed, &bar)?;
+            let mut model = Classifier {
                 backbone: pretrained.clone(),
                 head,
             };
-            (model, extract_flops + stats.flops)
+            let mut stats = TrainStats {
+                flops: extract_flops + probe.flops,
+                seconds: start.elapsed().as_secs_f64(),
+                ..probe
+            };
+            if strategy == Strategy::LpFt {
+                let lrs = LearningRates {
+                    backbone: Some(FINE_TUNE_BACKBONE_LR),
+                    head: FINE_TUNE_BACKBONE_LR,
+                };
+                bar.set_length(2 * schedule.steps as u64);
+                let ft = run(&mut model, TrainPlan::uniform(schedule, blocks, lrs))?;
+                stats = TrainStats {
+                    flops: stats.flops + ft.flops,
+                    seconds: stats.seconds + ft.seconds,
+                    curve: ft
+                        .curve
+                        .into_iter()
+                        .map(|mut p| {
+                            p.seconds += stats.seconds;
+                            p.flops += stats.flops;
+                            p
+                        })
+                        .collect(),
+                    ..ft
+                };
+            } else if let Some(m) = monitor {
+                stats.curve = vec![crate::train::CurvePoint {
+                    step: stats.steps,
+                    seconds: stats.seconds,
+                    flops: stats.flops,
+                    accuracy: accuracy(&dev, &model, m.data)?,
+                }];
+            }
+            (model, stats)
         }
     };
     bar.finish_and_clear();
     Ok(StrategyRun {
         model,
-        wall_seconds: start.elapsed().as_secs_f64(),
-        flops,
+        wall_seconds: stats.seconds,
+        flops: stats.flops,
+        curve: stats.curve,
     })
 }
 

@@ -1,17 +1,24 @@
 //! Sweeps: every (label budget, seed, strategy) of a protocol, one report.
 
+use std::cell::Cell;
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use graft_data::Normalize;
-use graft_nn::{Backbone, NetworkKind};
+use graft_nn::{Backbone, Classifier, NetworkKind};
 
+use crate::energy::{self, EnergyMeter};
 use crate::examples::Examples;
 use crate::pretrain::{pretrained_backbone, PretrainConfig};
 use crate::protocol::Protocol;
 use crate::report::{self, Report, RunRecord};
-use crate::strategy::{evaluate, run_strategy, Strategy};
-use crate::train::progress_bar;
+use crate::strategy::{run_strategy, Strategy};
+use crate::train::{accuracy, progress_bar, Monitor};
 use crate::TransferError;
+
+/// Monitor examples per class: labelled pool images outside the k-shot set, used only to
+/// draw training curves (time to reach scratch's accuracy), never to choose anything.
+pub const MONITOR_PER_CLASS: usize = 100;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -30,10 +37,12 @@ pub struct SweepConfig {
     pub data_dir: PathBuf,
     /// Folder for imported data sets and pretrained checkpoints.
     pub cache_dir: PathBuf,
-    /// Folder that receives `<run id>/report.{json,md}`.
+    /// Folder that receives `<run id>/report.{json,md,csv}` and the plot.
     pub runs_dir: PathBuf,
     /// Source-task training.
     pub pretrain: PretrainConfig,
+    /// Grid carbon intensity for the CO2 figures, grams per kWh.
+    pub grid_g_per_kwh: f64,
 }
 
 /// A finished sweep.
@@ -41,7 +50,7 @@ pub struct SweepConfig {
 pub struct SweepOutcome {
     /// Everything measured.
     pub report: Report,
-    /// The folder holding report.json and report.md.
+    /// The folder holding the report files.
     pub dir: PathBuf,
 }
 
@@ -55,6 +64,73 @@ pub fn run_sweep(cfg: &SweepConfig) -> Result<SweepOutcome, TransferError> {
     for_network!(cfg.network, sweep_with(cfg))
 }
 
+/// The target test split, held once per sweep; every evaluation on it is counted, so a
+/// report can show the split was touched exactly once per run.
+pub struct TestSplit {
+    examples: Examples,
+    reads: Cell<usize>,
+}
+
+impl TestSplit {
+    /// Wraps the test examples.
+    pub fn new(examples: Examples) -> Self {
+        Self {
+            examples,
+            reads: Cell::new(0),
+        }
+    }
+
+    /// Accuracy of `model` on the test split (counted).
+    pub fn evaluate<B: Backbone<F>, const F: usize>(
+        &self,
+        model: &Classifier<B, F>,
+    ) -> Result<f64, TransferError> {
+        self.reads.set(self.reads.get() + 1);
+        accuracy(&dfdx::tensor::Cpu::default(), model, &self.examples)
+    }
+
+    /// Evaluations so far.
+    pub fn reads(&self) -> usize {
+        self.reads.get()
+    }
+
+    /// Number of test examples.
+    pub fn len(&self) -> usize {
+        self.examples.len()
+    }
+
+    /// Whether the split is empty.
+    pub fn is_empty(&self) -> bool {
+        self.examples.is_empty()
+    }
+}
+
+/// The first `per_class` pool examples of each class that are not in `shots`.
+fn monitor_set(
+    pool: &Examples,
+    pool_ids: &[u32],
+    shots: &HashSet<u32>,
+    per_class: usize,
+) -> Examples {
+    let mut taken = vec![0usize; pool.num_classes];
+    let rows: Vec<usize> = (0..pool.len())
+        .filter(|&i| {
+            let c = pool.y[i];
+            let keep = !shots.contains(&pool_ids[i]) && taken[c] < per_class;
+            taken[c] += usize::from(keep);
+            keep
+        })
+        .collect();
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    pool.gather(&rows, &mut x, &mut y);
+    Examples {
+        x,
+        y,
+        width: pool.width,
+        num_classes: pool.num_classes,
+    }
+}
+
 fn sweep_with<B: Backbone<F>, const F: usize>(
     cfg: &SweepConfig,
 ) -> Result<SweepOutcome, TransferError> {
@@ -65,32 +141,55 @@ fn sweep_with<B: Backbone<F>, const F: usize>(
         mean: pretraining.mean,
         std: pretraining.std,
     };
-    let pool = cfg.protocol.target_pool(&ds)?;
-    let test = Examples::from_view(&cfg.protocol.target_test(&ds)?, norm)?;
+    let pool_view = cfg.protocol.target_pool(&ds)?;
+    let pool = Examples::from_view(&pool_view, norm)?;
+    let test = TestSplit::new(Examples::from_view(&cfg.protocol.target_test(&ds)?, norm)?);
+    let all_per_class = pool_view.class_counts().into_iter().min().unwrap_or(0);
     let total = cfg.ks.len() * cfg.seeds.len() * cfg.strategies.len();
     let bar = progress_bar(total as u64, "runs");
+    let mut meter = EnergyMeter::start();
     let mut results = Vec::with_capacity(total);
     for &k in &cfg.ks {
         for &seed in &cfg.seeds {
             let shots = match k {
-                Some(k) => pool.k_shot(k, seed)?,
-                None => pool.k_shot_all(seed)?,
+                Some(k) => pool_view.k_shot(k, seed)?,
+                None => pool_view.k_shot_all(seed)?,
             };
             let train = Examples::from_view(&shots, norm)?;
+            let shot_ids: HashSet<u32> = shots.indices().iter().copied().collect();
+            let monitor_data =
+                monitor_set(&pool, pool_view.indices(), &shot_ids, MONITOR_PER_CLASS);
+            let steps = crate::train::Schedule::target_default(train.len()).steps;
+            let monitor = (!monitor_data.is_empty()).then_some(Monitor {
+                data: &monitor_data,
+                every: (steps / 10).max(1),
+            });
             for &strategy in &cfg.strategies {
-                bar.set_message(format!("{strategy} k={k:?} seed={seed}"));
-                let run = run_strategy::<B, F>(strategy, &pretrained, &train, seed)?;
-                let accuracy = evaluate(&run, &test)?;
+                bar.set_message(format!(
+                    "{strategy} k={} seed={seed}",
+                    k.map_or("all".into(), |k| k.to_string())
+                ));
+                if let Some(m) = meter.as_mut() {
+                    // Restart the count: only the run's own energy is attributed to it.
+                    let _ = m.joules_since_start();
+                }
+                let run = run_strategy::<B, F>(strategy, &pretrained, &train, seed, monitor)?;
+                let (joules, source) = energy::joules_or_estimate(meter.as_mut(), run.flops);
+                let accuracy = test.evaluate(&run.model)?;
                 tracing::info!(%strategy, ?k, seed, accuracy, "run finished");
                 results.push(RunRecord {
                     protocol: cfg.protocol.name().into(),
                     network: B::NAME.into(),
-                    strategy: strategy.name().into(),
+                    strategy: strategy.to_string(),
                     k,
                     seed,
                     accuracy,
                     wall_seconds: run.wall_seconds,
                     flops: run.flops,
+                    joules,
+                    energy_source: source,
+                    co2_grams: energy::co2_grams(joules, cfg.grid_g_per_kwh),
+                    curve: run.curve,
                 });
                 bar.inc(1);
             }
@@ -104,6 +203,11 @@ fn sweep_with<B: Backbone<F>, const F: usize>(
         network: B::NAME.into(),
         rng: "SplitMix64 (graft_data::SplitMix64), seeded with the run's seed".into(),
         seeds: cfg.seeds.clone(),
+        grid_g_per_kwh: cfg.grid_g_per_kwh,
+        test_examples: test.len(),
+        test_evaluations: test.reads(),
+        monitor_per_class: MONITOR_PER_CLASS,
+        all_labels_per_class: all_per_class,
         pretraining,
         results,
         verdicts: report::verdicts(&summary),

@@ -6,6 +6,7 @@ use dfdx::tensor::Cpu;
 use graft_data::{Dataset, Normalize, Part, SplitRule};
 use graft_nn::{
     checkpoint, Backbone, Checkpoint, Classifier, LoadScope, NetworkKind, Normalization,
+    RenameRules,
 };
 use serde::Serialize;
 
@@ -113,7 +114,7 @@ fn transfer_with<B: Backbone<F>, const F: usize>(
         ))
     })?;
     let dev = Cpu::seed_from_u64(seed);
-    let classes = shape_classes(&ckpt, B::HEAD_NAME).unwrap_or(2);
+    let classes = shape_classes(&ckpt, B::HEAD_NAME, &RenameRules::default()).unwrap_or(2);
     let mut source = Classifier::<B, F>::new(&dev, classes)?;
     ckpt.load_into(
         &mut source,
@@ -131,7 +132,7 @@ fn transfer_with<B: Backbone<F>, const F: usize>(
         None => pool.k_shot_all(seed)?,
     };
     let train = Examples::from_view(&shots, normalize)?;
-    let run = run_strategy::<B, F>(strategy, &source.backbone, &train, seed)?;
+    let run = run_strategy::<B, F>(strategy, &source.backbone, &train, seed, None)?;
     let test = Examples::from_view(&protocol.target_test(&ds)?, normalize)?;
     let accuracy = evaluate(&run, &test)?;
     checkpoint::save(out, &run.model, B::NAME, Some(norm))?;
@@ -147,8 +148,13 @@ fn transfer_with<B: Backbone<F>, const F: usize>(
     })
 }
 
-fn shape_classes(ckpt: &Checkpoint, head: &str) -> Option<usize> {
-    ckpt.shape_of(&format!("{head}.bias"))
+/// The class count of the checkpoint's head: the length of `<head>.bias` after renaming.
+fn shape_classes(ckpt: &Checkpoint, head: &str, rules: &RenameRules) -> Option<usize> {
+    let want = format!("{head}.bias");
+    ckpt.names()
+        .into_iter()
+        .find(|n| rules.apply(n).as_deref() == Some(want.as_str()))
+        .and_then(|n| ckpt.shape_of(&n))
         .and_then(|s| s.first().copied())
 }
 
@@ -182,10 +188,11 @@ pub fn eval(
     classes: Option<&[u32]>,
     split: SplitChoice,
     norm: Option<Normalization>,
+    rules: &RenameRules,
 ) -> Result<EvalResult, TransferError> {
     for_network!(
         network,
-        eval_with(checkpoint_path, data, classes, split, norm)
+        eval_with(checkpoint_path, data, classes, split, norm, rules)
     )
 }
 
@@ -195,6 +202,7 @@ fn eval_with<B: Backbone<F>, const F: usize>(
     classes: Option<&[u32]>,
     split: SplitChoice,
     norm: Option<Normalization>,
+    rules: &RenameRules,
 ) -> Result<EvalResult, TransferError> {
     let ckpt = Checkpoint::open(checkpoint_path)?;
     let norm = match norm {
@@ -206,7 +214,7 @@ fn eval_with<B: Backbone<F>, const F: usize>(
             ))
         })?,
     };
-    let head_classes = shape_classes(&ckpt, B::HEAD_NAME).ok_or_else(|| {
+    let head_classes = shape_classes(&ckpt, B::HEAD_NAME, rules).ok_or_else(|| {
         TransferError::Config(format!(
             "{}: no tensor {}.bias, so the class count is unknown; is this a {} checkpoint?",
             checkpoint_path.display(),
@@ -216,7 +224,7 @@ fn eval_with<B: Backbone<F>, const F: usize>(
     })?;
     let dev = Cpu::default();
     let mut model = Classifier::<B, F>::new(&dev, head_classes)?;
-    ckpt.load_into(&mut model, B::NAME, LoadScope::Whole)?;
+    ckpt.load_into_renamed(&mut model, B::NAME, LoadScope::Whole, rules)?;
     let ds = Dataset::open(data)?;
     let mut view = ds.view();
     view = match split {

@@ -13,7 +13,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(header.metadata.offset + header.metadata.len <= data.len() as u64);
         let _ = header.encode();
     }
-    let _ = graft_data::format::Header::decode(data, data.len() as u64, std::path::Path::new("fuzz"));
+    let _ =
+        graft_data::format::Header::decode(data, data.len() as u64, std::path::Path::new("fuzz"));
     let _ = graft_data::Metadata::decode(data);
     if let Ok(h) = graft_data::npy::parse_npy_header(data) {
         assert!(h.data_offset <= data.len());
