@@ -14,12 +14,18 @@ tasks:
   train [--protocol animals] [--model mlp] [graft sweep flags...]
         run a protocol end to end (default: animals, mlp, k = 10, seeds 0..3) on the
         embedded Animal-MNIST; prints the table, writes runs/<id>/report.{json,md}
+  sweep <protocol> [graft sweep flags...]
+        the full sweep of a protocol: convnet, k = 5,10,25,100,all, every strategy,
+        seeds 0..5; writes runs/<id>/report.{json,md,csv} and accuracy.{png,svg}
   bench [--quick] [--peers]
         the benchmark suite (checks first, then timings): writes
         target/bench/summary.{json,md}; --quick for CI (well under 3 minutes); --peers also
         runs benches/peers/torch_peer.py with $GRAFT_PYTHON (default python3) if it has torch
+  nvrtc fetch NVRTC for CUDA 13 from PyPI (pip download) into target/nvrtc and compile
+        every CUDA kernel to PTX for sm_80 and sm_90 (no GPU needed)
   test  the test suite (cargo test --workspace)
-  ci    what CI runs: cargo fmt --check, cargo clippy -D warnings, the test suite
+  ci    what CI runs: cargo fmt --check, cargo clippy -D warnings, the test suite,
+        the NVRTC kernel check and the quick benchmark suite
 ";
 
 fn main() -> ExitCode {
@@ -38,8 +44,10 @@ fn run(args: &[String]) -> Result<()> {
     std::env::set_current_dir(&root).with_context(|| format!("cannot enter {}", root.display()))?;
     match args.first().map(String::as_str) {
         Some("train") => train(&args[1..]),
+        Some("sweep") => sweep(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("test") => test(),
+        Some("nvrtc") => nvrtc(),
         Some("ci") => ci(),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
@@ -81,25 +89,52 @@ fn train(extra: &[String]) -> Result<()> {
             data.display()
         );
     }
-    let mut sweep = vec!["sweep".to_string()];
-    let has = |flag: &str| {
-        extra
-            .iter()
-            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
-    };
-    for (flag, default) in [
+    let defaults = [
         ("--protocol", "animals"),
         ("--model", "mlp"),
         ("--k", "10"),
         ("--seeds", "0..3"),
         ("--strategies", "scratch,linear-probe,fine-tune"),
-    ] {
+    ];
+    graft(&sweep_args(&[], extra, &defaults))
+}
+
+/// `graft sweep` followed by `fixed`, each default flag not given in `extra`, then `extra`.
+fn sweep_args(fixed: &[String], extra: &[String], defaults: &[(&str, &str)]) -> Vec<String> {
+    let has = |flag: &str| {
+        extra
+            .iter()
+            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    };
+    let mut out = vec!["sweep".to_string()];
+    out.extend(fixed.iter().cloned());
+    for (flag, default) in defaults {
         if !has(flag) {
-            sweep.push(flag.into());
-            sweep.push(default.into());
+            out.push(flag.to_string());
+            out.push(default.to_string());
         }
     }
-    sweep.extend(extra.iter().cloned());
+    out.extend(extra.iter().cloned());
+    out
+}
+
+/// `cargo xtask sweep <protocol>`: every strategy at every label budget over five seeds.
+fn sweep(args: &[String]) -> Result<()> {
+    let Some(protocol) = args.first().filter(|a| !a.starts_with('-')) else {
+        bail!("usage: cargo xtask sweep <protocol> [graft sweep flags...], e.g. `cargo xtask sweep animals`");
+    };
+    let defaults = [
+        ("--model", "convnet"),
+        ("--k", "5,10,25,100,all"),
+        ("--seeds", "0..5"),
+        ("--strategies", "all"),
+    ];
+    let fixed = ["--protocol".to_string(), protocol.clone()];
+    graft(&sweep_args(&fixed, &args[1..], &defaults))
+}
+
+/// Runs the release `graft` binary (built as needed) with `args`.
+fn graft(args: &[String]) -> Result<()> {
     status(
         cargo()
             .args([
@@ -112,7 +147,7 @@ fn train(extra: &[String]) -> Result<()> {
                 "graft",
                 "--",
             ])
-            .args(&sweep),
+            .args(args),
     )
 }
 
@@ -130,7 +165,72 @@ fn ci() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    test()
+    test()?;
+    nvrtc()?;
+    bench(&["--quick".to_string()])
+}
+
+/// The NVRTC wheel for CUDA 13 on PyPI and where its libraries sit inside it.
+const NVRTC_WHEEL: &str = "nvidia-cuda-nvrtc>=13,<14";
+const NVRTC_WHEEL_LIB: &str = "nvidia/cu13/lib/*";
+
+/// `cargo xtask nvrtc`: every kernel compiles to PTX for sm_80 and sm_90 with CUDA 13's
+/// NVRTC, fetched from PyPI once into `target/nvrtc/` (a re-run is a no-op fetch).
+fn nvrtc() -> Result<()> {
+    let dir = project_root().join("target/nvrtc");
+    let lib = dir.join("lib");
+    if !lib.join("libnvrtc.so.13").exists() {
+        let wheels = dir.join("wheel");
+        let pip = format!(
+            "python3 -m pip download --no-deps --only-binary=:all: -d {} '{NVRTC_WHEEL}'",
+            wheels.display()
+        );
+        status(
+            Command::new("python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "-d",
+                ])
+                .arg(&wheels)
+                .arg(NVRTC_WHEEL),
+        )
+        .with_context(|| format!("cannot fetch NVRTC; run by hand: {pip}"))?;
+        let wheel = std::fs::read_dir(&wheels)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "whl"))
+            .with_context(|| format!("no wheel in {} after `{pip}`", wheels.display()))?;
+        status(
+            Command::new("unzip")
+                .args(["-q", "-o", "-j"])
+                .arg(&wheel)
+                .arg(NVRTC_WHEEL_LIB)
+                .arg("-d")
+                .arg(&lib),
+        )
+        .context("cannot unpack the NVRTC wheel (is `unzip` installed? apt-get install unzip)")?;
+    }
+    let path = match std::env::var("LD_LIBRARY_PATH") {
+        Ok(old) if !old.is_empty() => format!("{}:{old}", lib.display()),
+        _ => lib.display().to_string(),
+    };
+    status(
+        cargo()
+            .args([
+                "test",
+                "-p",
+                "graft-cuda",
+                "--test",
+                "kernels",
+                "nvrtc_compiles_every_kernel",
+            ])
+            .args(["--", "--nocapture"])
+            .env("LD_LIBRARY_PATH", path)
+            .env("GRAFT_REQUIRE_NVRTC", "1"),
+    )
 }
 
 /// `cargo xtask bench`: the benchmark suite, then (with `--peers`) the PyTorch peer.
