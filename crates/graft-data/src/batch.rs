@@ -68,12 +68,17 @@ impl Normalize {
 pub(crate) struct Converter {
     element_type: ElementType,
     norm: Normalize,
-    lut: Vec<f32>,
+    /// `lut[p]` is the normalised value of pixel `p`; an array, so `u8` indices need no
+    /// bounds check.
+    lut: Box<[f32; 256]>,
 }
 
 impl Converter {
     pub(crate) fn new(element_type: ElementType, norm: Normalize) -> Self {
-        let lut = (0..=255u8).map(|p| norm.apply_u8(p)).collect();
+        let mut lut = Box::new([0.0f32; 256]);
+        for (p, v) in lut.iter_mut().enumerate() {
+            *v = norm.apply_u8(p as u8);
+        }
         Self {
             element_type,
             norm,
@@ -84,7 +89,10 @@ impl Converter {
     /// Writes the normalised elements of `bytes` into `out`; elements that
     /// `bytes` lacks are set to 0 (cannot happen for validated data sets).
     pub(crate) fn convert(&self, bytes: &[u8], out: &mut [f32]) {
-        out.fill(0.0);
+        let size = self.element_type.size();
+        if bytes.len() != out.len() * size {
+            out.fill(0.0);
+        }
         match self.element_type {
             ElementType::U8 => {
                 for (o, &b) in out.iter_mut().zip(bytes) {
