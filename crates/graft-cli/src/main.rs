@@ -128,17 +128,17 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Transfer(a) => {
-            let r = graft_transfer::tasks::transfer(
-                a.protocol,
-                a.model,
-                &a.loc.data,
-                &a.loc.cache,
-                &a.checkpoint,
-                a.strategy,
-                a.k.0,
-                a.seed,
-                &a.out,
-            )?;
+            let r = graft_transfer::tasks::transfer(&graft_transfer::tasks::TransferRequest {
+                protocol: a.protocol,
+                network: a.model,
+                data_dir: a.loc.data.clone(),
+                cache_dir: a.loc.cache.clone(),
+                checkpoint: a.checkpoint.clone(),
+                strategy: a.strategy,
+                k: a.k.0,
+                seed: a.seed,
+                out: a.out.clone(),
+            })?;
             if a.json {
                 print_json(&r)?;
             } else {

@@ -66,46 +66,50 @@ pub struct TransferResult {
     pub checkpoint: PathBuf,
 }
 
-/// Reuses the backbone in `checkpoint` on `protocol`'s target with `strategy`, `k` labels
-/// per class and `seed`; saves the trained network to `out` and evaluates it on the test split.
-#[allow(clippy::too_many_arguments)]
-pub fn transfer(
-    protocol: Protocol,
-    network: NetworkKind,
-    data_dir: &Path,
-    cache_dir: &Path,
-    checkpoint_path: &Path,
-    strategy: Strategy,
-    k: Option<usize>,
-    seed: u64,
-    out: &Path,
-) -> Result<TransferResult, TransferError> {
-    for_network!(
-        network,
-        transfer_with(
-            protocol,
-            data_dir,
-            cache_dir,
-            checkpoint_path,
-            strategy,
-            k,
-            seed,
-            out
-        )
-    )
+/// One transfer run on a protocol's target: what `graft transfer` asks for.
+#[derive(Debug, Clone)]
+pub struct TransferRequest {
+    /// The protocol whose target task to learn.
+    pub protocol: Protocol,
+    /// The reference network of the checkpoint.
+    pub network: NetworkKind,
+    /// Folder with the protocol's raw data.
+    pub data_dir: PathBuf,
+    /// Folder for imported data sets.
+    pub cache_dir: PathBuf,
+    /// The pretrained checkpoint whose backbone is reused.
+    pub checkpoint: PathBuf,
+    /// How to reuse it.
+    pub strategy: Strategy,
+    /// Labels per class (`None` for all).
+    pub k: Option<usize>,
+    /// Seed of the k-shot draw, the new weights and the batch order.
+    pub seed: u64,
+    /// Where to save the trained network.
+    pub out: PathBuf,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Reuses the request's checkpoint backbone on its protocol's target with its strategy, `k`
+/// labels per class and seed; saves the trained network and evaluates it on the test split.
+pub fn transfer(req: &TransferRequest) -> Result<TransferResult, TransferError> {
+    for_network!(req.network, transfer_with(req))
+}
+
 fn transfer_with<B: Backbone<F>, const F: usize>(
-    protocol: Protocol,
-    data_dir: &Path,
-    cache_dir: &Path,
-    checkpoint_path: &Path,
-    strategy: Strategy,
-    k: Option<usize>,
-    seed: u64,
-    out: &Path,
+    req: &TransferRequest,
 ) -> Result<TransferResult, TransferError> {
+    let TransferRequest {
+        protocol,
+        data_dir,
+        cache_dir,
+        checkpoint: checkpoint_path,
+        strategy,
+        k,
+        seed,
+        out,
+        ..
+    } = req;
+    let (protocol, strategy, k, seed) = (*protocol, *strategy, *k, *seed);
     let ckpt = Checkpoint::open(checkpoint_path)?;
     let norm = ckpt.normalization()?.ok_or_else(|| {
         TransferError::Config(format!(
@@ -144,7 +148,7 @@ fn transfer_with<B: Backbone<F>, const F: usize>(
         n: test.len(),
         wall_seconds: run.wall_seconds,
         flops: run.flops,
-        checkpoint: out.to_path_buf(),
+        checkpoint: out.clone(),
     })
 }
 
