@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use graft_nn::{NetworkKind, Normalization, RenameRule, RenameRules};
 use graft_transfer::pretrain::PretrainConfig;
+use graft_transfer::protocol::{DataDirs, FASHION_DEB_PATH};
 use graft_transfer::tasks::SplitChoice;
 use graft_transfer::{Protocol, Strategy, SweepConfig};
 
@@ -144,12 +145,35 @@ pub struct InspectArgs {
 /// Where a protocol's data and caches live.
 #[derive(Debug, Args)]
 pub struct Locations {
-    /// Folder with the protocol's raw data (Animal-MNIST IDX files).
+    /// Folder with Animal-MNIST's IDX files.
     #[arg(long, default_value = "data/animal-mnist")]
     pub data: PathBuf,
+    /// Folder with Fashion-MNIST's IDX files (default: where `cargo xtask fetch fashion-mnist`
+    /// unpacks them, else Debian's install path /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
+    pub fashion: Option<PathBuf>,
     /// Folder for imported data sets and pretrained checkpoints.
     #[arg(long, default_value = "runs/cache")]
     pub cache: PathBuf,
+}
+
+impl Locations {
+    /// The data folders, with Fashion-MNIST's default resolved.
+    pub fn dirs(&self) -> DataDirs {
+        let fetched = self.cache.join("fashion-mnist").join(FASHION_DEB_PATH);
+        let installed = PathBuf::from("/").join(FASHION_DEB_PATH);
+        let fashion = self.fashion.clone().unwrap_or_else(|| {
+            if !fetched.exists() && installed.exists() {
+                installed
+            } else {
+                fetched
+            }
+        });
+        DataDirs {
+            animal_mnist: self.data.clone(),
+            fashion_mnist: fashion,
+        }
+    }
 }
 
 /// `graft pretrain`.
@@ -341,7 +365,7 @@ impl SweepArgs {
             strategies: parse_strategies(&self.strategies)?,
             seeds: parse_seeds(&self.seeds)?,
             grid_g_per_kwh: self.grid_intensity,
-            data_dir: self.loc.data,
+            data: self.loc.dirs(),
             cache_dir: self.loc.cache,
             runs_dir: self.runs,
             pretrain: PretrainConfig::default(),

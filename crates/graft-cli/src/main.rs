@@ -111,7 +111,7 @@ fn run(cli: Cli) -> Result<()> {
             let info = graft_transfer::tasks::pretrain(
                 a.protocol,
                 a.model,
-                &a.loc.data,
+                &a.loc.dirs(),
                 &a.loc.cache,
                 &a.out,
             )?;
@@ -131,7 +131,7 @@ fn run(cli: Cli) -> Result<()> {
             let r = graft_transfer::tasks::transfer(&graft_transfer::tasks::TransferRequest {
                 protocol: a.protocol,
                 network: a.model,
-                data_dir: a.loc.data.clone(),
+                data: a.loc.dirs(),
                 cache_dir: a.loc.cache.clone(),
                 checkpoint: a.checkpoint.clone(),
                 strategy: a.strategy,

@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use dfdx::tensor::Cpu;
 use graft_data::checksum::fnv1a64;
-use graft_data::{idx::pixel_stats, Dataset, Normalize, View};
+use graft_data::{idx::pixel_stats, Normalize, View};
 use graft_nn::{checkpoint, Backbone, Checkpoint, Classifier, LoadScope, Normalization};
 use serde::Serialize;
 
 use crate::examples::Examples;
-use crate::protocol::Protocol;
+use crate::protocol::{Protocol, ProtocolData};
 use crate::strategy::HEAD_LR;
 use crate::train::{progress_bar, train_classifier, LearningRates, Schedule, TrainPlan};
 use crate::TransferError;
@@ -76,7 +76,7 @@ pub fn source_normalization(view: &View<'_>) -> Result<Normalization, TransferEr
 /// checkpoint with the same content key exists, trained and saved otherwise.
 pub fn pretrained_backbone<B: Backbone<F>, const F: usize>(
     protocol: Protocol,
-    ds: &Dataset,
+    ds: &ProtocolData,
     cache_dir: &Path,
     config: PretrainConfig,
 ) -> Result<(B, PretrainInfo), TransferError> {
@@ -89,7 +89,7 @@ pub fn pretrained_backbone<B: Backbone<F>, const F: usize>(
     let flops =
         3.0 * model.forward_flops_per_sample() as f64 * (schedule.steps * config.batch) as f64;
     let key = fnv1a64(&[
-        &ds.header().checksum.to_le_bytes(),
+        &ds.source.header().checksum.to_le_bytes(),
         protocol.name().as_bytes(),
         B::NAME.as_bytes(),
         format!("{config:?}").as_bytes(),

@@ -11,26 +11,88 @@ pub const ANIMAL_CLASSES: [&str; 10] = [
     "Bear", "Bird", "Cat", "Cow", "Dog", "Elephant", "Giraffe", "Horse", "Sheep", "Zebra",
 ];
 
+/// Fashion-MNIST's class names, in label order.
+pub const FASHION_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+/// Where Debian's `dataset-fashion-mnist` puts its files, relative to the unpack root.
+pub const FASHION_DEB_PATH: &str = "usr/share/datasets/fashion-mnist";
+
+/// The command that makes Fashion-MNIST available (the project's xtask wraps
+/// `apt-get download dataset-fashion-mnist` and `dpkg -x`).
+pub const FASHION_FETCH: &str = "cargo xtask fetch fashion-mnist";
+
+/// Folders holding each data set's raw IDX files.
+#[derive(Debug, Clone)]
+pub struct DataDirs {
+    /// Animal-MNIST (`images-idx3-ubyte.gz`, `labels-idx1-ubyte.gz`).
+    pub animal_mnist: PathBuf,
+    /// Fashion-MNIST (`train-images-idx3-ubyte.gz`, ..., `t10k-labels-idx1-ubyte.gz`).
+    pub fashion_mnist: PathBuf,
+}
+
 /// A named protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     /// Source: the 8 Animal-MNIST classes other than Cat and Dog (train split);
     /// target: Cat vs Dog (train pool = their train split, test = their test split).
     Animals,
+    /// Source: Fashion-MNIST classes 0-4 (official train); target: classes 5-9 relabelled
+    /// 0-4 (pool = official train, test = official test).
+    FashionSplit,
+    /// Source: all of Fashion-MNIST's train set; target: all 10 Animal-MNIST classes.
+    FashionToAnimals,
+}
+
+/// The data sets a protocol reads: its source, its target pool and its target test split.
+#[derive(Debug)]
+pub struct ProtocolData {
+    /// The data set the source task comes from.
+    pub source: Dataset,
+    /// The data set the target's labelled pool comes from.
+    pub target: Dataset,
+    /// The data set the target's test split comes from.
+    pub test: Dataset,
 }
 
 impl Protocol {
+    /// Every protocol.
+    pub const ALL: [Protocol; 3] = [
+        Protocol::Animals,
+        Protocol::FashionSplit,
+        Protocol::FashionToAnimals,
+    ];
+
     /// The protocol's id.
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Animals => "animals",
+            Protocol::FashionSplit => "fashion-split",
+            Protocol::FashionToAnimals => "fashion-to-animals",
         }
+    }
+
+    /// Whether the protocol needs Fashion-MNIST.
+    pub fn needs_fashion(self) -> bool {
+        self != Protocol::Animals
     }
 
     /// Original labels of the source task's classes, in their new label order.
     pub fn source_classes(self) -> Vec<u32> {
         match self {
             Protocol::Animals => vec![0, 1, 3, 5, 6, 7, 8, 9],
+            Protocol::FashionSplit => (0..5).collect(),
+            Protocol::FashionToAnimals => (0..10).collect(),
         }
     }
 
@@ -38,60 +100,111 @@ impl Protocol {
     pub fn target_classes(self) -> Vec<u32> {
         match self {
             Protocol::Animals => vec![2, 4],
+            Protocol::FashionSplit => (5..10).collect(),
+            Protocol::FashionToAnimals => (0..10).collect(),
         }
     }
 
-    /// The train/test rule of the protocol's data set.
-    pub fn split_rule(self) -> SplitRule {
-        match self {
-            Protocol::Animals => SplitRule::ANIMAL_MNIST,
-        }
-    }
-
-    /// Opens the protocol's data set, importing it from the IDX files in `data_dir` into
-    /// `cache_dir` the first time (keyed by the IDX files' content hash).
-    pub fn open_dataset(self, data_dir: &Path, cache_dir: &Path) -> Result<Dataset, TransferError> {
-        match self {
-            Protocol::Animals => {
-                let images = data_dir.join("images-idx3-ubyte.gz");
-                let labels = data_dir.join("labels-idx1-ubyte.gz");
-                let key = fnv1a64(&[&read(&images)?, &read(&labels)?]);
-                let out = cache_dir.join(format!("animal-mnist-{key:016x}.gds"));
-                if let Ok(ds) = Dataset::open(&out) {
-                    return Ok(ds);
-                }
-                tracing::info!("importing Animal-MNIST into {}", out.display());
-                std::fs::create_dir_all(cache_dir).map_err(|source| TransferError::Io {
-                    path: cache_dir.to_path_buf(),
-                    source,
-                })?;
-                let names = ANIMAL_CLASSES.iter().map(|s| s.to_string()).collect();
-                Ok(import_idx(
-                    &images,
-                    &labels,
-                    &out,
-                    Some(names),
-                    "Animal-MNIST (PyPI animal-mnist 0.4, MIT)".to_string(),
-                )?)
+    /// Opens the protocol's data sets, importing IDX files into `cache_dir` the first time
+    /// (keyed by the files' content hash).
+    pub fn open(self, dirs: &DataDirs, cache_dir: &Path) -> Result<ProtocolData, TransferError> {
+        let animals = || {
+            let d = &dirs.animal_mnist;
+            imported(
+                d,
+                "images-idx3-ubyte.gz",
+                "labels-idx1-ubyte.gz",
+                "animal-mnist",
+                &ANIMAL_CLASSES,
+                "Animal-MNIST (PyPI animal-mnist 0.4, MIT)",
+                cache_dir,
+            )
+        };
+        let fashion = |images: &str, labels: &str, name: &str| {
+            let d = &dirs.fashion_mnist;
+            if !d.join(images).is_file() {
+                return Err(TransferError::Config(format!(
+                    "Fashion-MNIST is not in {}: run `{FASHION_FETCH}` (or `apt-get install dataset-fashion-mnist` as root and pass --fashion /{FASHION_DEB_PATH})",
+                    d.display()
+                )));
             }
-        }
+            imported(
+                d,
+                images,
+                labels,
+                name,
+                &FASHION_CLASSES,
+                "Fashion-MNIST (Debian dataset-fashion-mnist, MIT)",
+                cache_dir,
+            )
+        };
+        Ok(match self {
+            Protocol::Animals => ProtocolData {
+                source: animals()?,
+                target: animals()?,
+                test: animals()?,
+            },
+            Protocol::FashionSplit => ProtocolData {
+                source: fashion(
+                    "train-images-idx3-ubyte.gz",
+                    "train-labels-idx1-ubyte.gz",
+                    "fashion-train",
+                )?,
+                target: fashion(
+                    "train-images-idx3-ubyte.gz",
+                    "train-labels-idx1-ubyte.gz",
+                    "fashion-train",
+                )?,
+                test: fashion(
+                    "t10k-images-idx3-ubyte.gz",
+                    "t10k-labels-idx1-ubyte.gz",
+                    "fashion-test",
+                )?,
+            },
+            Protocol::FashionToAnimals => ProtocolData {
+                source: fashion(
+                    "train-images-idx3-ubyte.gz",
+                    "train-labels-idx1-ubyte.gz",
+                    "fashion-train",
+                )?,
+                target: animals()?,
+                test: animals()?,
+            },
+        })
     }
 
     /// The source task's training examples.
-    pub fn source_train<'a>(self, ds: &'a Dataset) -> Result<View<'a>, TransferError> {
-        let all = ds.view().split(self.split_rule(), Part::Train)?;
+    pub fn source_train(self, d: &ProtocolData) -> Result<View<'_>, TransferError> {
+        let all = match self {
+            Protocol::Animals => d
+                .source
+                .view()
+                .split(SplitRule::ANIMAL_MNIST, Part::Train)?,
+            Protocol::FashionSplit | Protocol::FashionToAnimals => d.source.view(),
+        };
         Ok(all.select_classes(&self.source_classes())?)
     }
 
     /// The target task's labelled pool (k-shot sets are drawn from it).
-    pub fn target_pool<'a>(self, ds: &'a Dataset) -> Result<View<'a>, TransferError> {
-        let all = ds.view().split(self.split_rule(), Part::Train)?;
+    pub fn target_pool(self, d: &ProtocolData) -> Result<View<'_>, TransferError> {
+        let all = match self {
+            Protocol::Animals | Protocol::FashionToAnimals => d
+                .target
+                .view()
+                .split(SplitRule::ANIMAL_MNIST, Part::Train)?,
+            Protocol::FashionSplit => d.target.view(),
+        };
         Ok(all.select_classes(&self.target_classes())?)
     }
 
     /// The target task's test split, touched once per run, at the end.
-    pub fn target_test<'a>(self, ds: &'a Dataset) -> Result<View<'a>, TransferError> {
-        let all = ds.view().split(self.split_rule(), Part::Test)?;
+    pub fn target_test(self, d: &ProtocolData) -> Result<View<'_>, TransferError> {
+        let all = match self {
+            Protocol::Animals | Protocol::FashionToAnimals => {
+                d.test.view().split(SplitRule::ANIMAL_MNIST, Part::Test)?
+            }
+            Protocol::FashionSplit => d.test.view(),
+        };
         Ok(all.select_classes(&self.target_classes())?)
     }
 }
@@ -99,13 +212,46 @@ impl Protocol {
 impl std::str::FromStr for Protocol {
     type Err = TransferError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "animals" => Ok(Protocol::Animals),
-            other => Err(TransferError::Config(format!(
-                "unknown protocol `{other}`: expected `animals`"
-            ))),
-        }
+        Protocol::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                TransferError::Config(format!(
+                    "unknown protocol `{s}`: expected animals, fashion-split or fashion-to-animals"
+                ))
+            })
     }
+}
+
+/// Opens `<cache>/<name>-<hash>.gds`, importing `dir/images` + `dir/labels` first if needed.
+fn imported(
+    dir: &Path,
+    images: &str,
+    labels: &str,
+    name: &str,
+    classes: &[&str],
+    provenance: &str,
+    cache_dir: &Path,
+) -> Result<Dataset, TransferError> {
+    let (images, labels) = (dir.join(images), dir.join(labels));
+    let key = fnv1a64(&[&read(&images)?, &read(&labels)?]);
+    let out = cache_dir.join(format!("{name}-{key:016x}.gds"));
+    if let Ok(ds) = Dataset::open(&out) {
+        return Ok(ds);
+    }
+    tracing::info!("importing {} into {}", images.display(), out.display());
+    std::fs::create_dir_all(cache_dir).map_err(|source| TransferError::Io {
+        path: cache_dir.to_path_buf(),
+        source,
+    })?;
+    let names = classes.iter().map(|s| s.to_string()).collect();
+    Ok(import_idx(
+        &images,
+        &labels,
+        &out,
+        Some(names),
+        provenance.to_string(),
+    )?)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TransferError> {

@@ -10,7 +10,7 @@ use graft_nn::{Backbone, Classifier, NetworkKind};
 use crate::energy::{self, EnergyMeter};
 use crate::examples::Examples;
 use crate::pretrain::{pretrained_backbone, PretrainConfig};
-use crate::protocol::Protocol;
+use crate::protocol::{DataDirs, Protocol};
 use crate::report::{self, Report, RunRecord};
 use crate::strategy::{run_strategy, Strategy};
 use crate::train::{accuracy, progress_bar, Monitor};
@@ -33,8 +33,8 @@ pub struct SweepConfig {
     pub strategies: Vec<Strategy>,
     /// Seeds.
     pub seeds: Vec<u64>,
-    /// Folder with the protocol's raw data (IDX files).
-    pub data_dir: PathBuf,
+    /// Folders with the raw data sets (IDX files).
+    pub data: DataDirs,
     /// Folder for imported data sets and pretrained checkpoints.
     pub cache_dir: PathBuf,
     /// Folder that receives `<run id>/report.{json,md,csv}` and the plot.
@@ -134,7 +134,7 @@ fn monitor_set(
 fn sweep_with<B: Backbone<F>, const F: usize>(
     cfg: &SweepConfig,
 ) -> Result<SweepOutcome, TransferError> {
-    let ds = cfg.protocol.open_dataset(&cfg.data_dir, &cfg.cache_dir)?;
+    let ds = cfg.protocol.open(&cfg.data, &cfg.cache_dir)?;
     let (pretrained, pretraining) =
         pretrained_backbone::<B, F>(cfg.protocol, &ds, &cfg.cache_dir, cfg.pretrain)?;
     let norm = Normalize {

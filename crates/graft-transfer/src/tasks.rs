@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::examples::Examples;
 use crate::pretrain::{pretrained_backbone, PretrainConfig, PretrainInfo};
-use crate::protocol::Protocol;
+use crate::protocol::{DataDirs, Protocol, ProtocolData};
 use crate::strategy::{evaluate, run_strategy, Strategy};
 use crate::TransferError;
 
@@ -21,11 +21,11 @@ use crate::TransferError;
 pub fn pretrain(
     protocol: Protocol,
     network: NetworkKind,
-    data_dir: &Path,
+    data: &DataDirs,
     cache_dir: &Path,
     out: &Path,
 ) -> Result<PretrainInfo, TransferError> {
-    let ds = protocol.open_dataset(data_dir, cache_dir)?;
+    let ds = protocol.open(data, cache_dir)?;
     let config = PretrainConfig::default();
     let info = for_network!(network, pretrain_info(protocol, &ds, cache_dir, config))?;
     let bytes = std::fs::read(&info.checkpoint).map_err(|source| TransferError::Io {
@@ -38,7 +38,7 @@ pub fn pretrain(
 
 fn pretrain_info<B: Backbone<F>, const F: usize>(
     protocol: Protocol,
-    ds: &graft_data::Dataset,
+    ds: &ProtocolData,
     cache_dir: &Path,
     config: PretrainConfig,
 ) -> Result<PretrainInfo, TransferError> {
@@ -73,8 +73,8 @@ pub struct TransferRequest {
     pub protocol: Protocol,
     /// The reference network of the checkpoint.
     pub network: NetworkKind,
-    /// Folder with the protocol's raw data.
-    pub data_dir: PathBuf,
+    /// Folders with the raw data sets.
+    pub data: DataDirs,
     /// Folder for imported data sets.
     pub cache_dir: PathBuf,
     /// The pretrained checkpoint whose backbone is reused.
@@ -100,7 +100,7 @@ fn transfer_with<B: Backbone<F>, const F: usize>(
 ) -> Result<TransferResult, TransferError> {
     let TransferRequest {
         protocol,
-        data_dir,
+        data,
         cache_dir,
         checkpoint: checkpoint_path,
         strategy,
@@ -125,7 +125,7 @@ fn transfer_with<B: Backbone<F>, const F: usize>(
         B::NAME,
         LoadScope::BackboneOnly { head: B::HEAD_NAME },
     )?;
-    let ds = protocol.open_dataset(data_dir, cache_dir)?;
+    let ds = protocol.open(data, cache_dir)?;
     let normalize = Normalize {
         mean: norm.mean,
         std: norm.std,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use graft_nn::NetworkKind;
 use graft_transfer::pretrain::PretrainConfig;
+use graft_transfer::protocol::DataDirs;
 use graft_transfer::{run_sweep, Protocol, Strategy, SweepConfig};
 
 #[test]
@@ -17,7 +18,10 @@ fn a_sweep_reads_the_test_split_once_per_run_and_writes_every_file() {
         ks: vec![Some(5)],
         strategies: vec![Strategy::Scratch, Strategy::LinearProbe, Strategy::FineTune],
         seeds: vec![0, 1],
-        data_dir: root.join("data/animal-mnist"),
+        data: DataDirs {
+            animal_mnist: root.join("data/animal-mnist"),
+            fashion_mnist: tmp.join("unused"),
+        },
         cache_dir: tmp.join("cache"),
         runs_dir: tmp.join("runs"),
         pretrain: PretrainConfig {
