@@ -2,48 +2,20 @@
 //! of the same number of output bytes, and against one convnet training step (criterion).
 //!
 //! `cargo bench -p graft --bench data_bench`. Before timing, one epoch of batches is checked
-//! against a naive computation; a wrong batch fails the run.
+//! against a naive computation (`checks::check_batches`, shared with `graft_bench`, which
+//! reports the same comparison in `target/bench/summary.json`); a wrong batch fails the run.
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
 
+#[path = "baseline/mod.rs"]
+mod baseline;
+#[path = "checks.rs"]
+mod checks;
+
+use checks::{animal_mnist, check_batches};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dfdx::prelude::*;
-use graft::data::{import_idx, Dataset, Normalize};
+use graft::data::Normalize;
 use graft::nn::ConvnetClassifier;
-
-fn animal_mnist() -> Dataset {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::env::temp_dir().join(format!("graft-data-bench-{}.gds", std::process::id()));
-    let data = root.join("data/animal-mnist");
-    import_idx(
-        data.join("images-idx3-ubyte.gz"),
-        data.join("labels-idx1-ubyte.gz"),
-        &out,
-        None,
-        "bench".into(),
-    )
-    .expect("import Animal-MNIST")
-}
-
-/// Every batch of one shuffled epoch equals `(p / 255 - mean) / std` of the sample it names.
-fn check_batches(ds: &Dataset, norm: Normalize) {
-    let view = ds.view();
-    let mut it = view.batches(64, 1, norm, true).unwrap();
-    let mut seen = 0;
-    while let Some(b) = it.next_batch() {
-        for (row, &pos) in b.images.chunks(784).zip(b.positions) {
-            let pixels = view.sample(pos).unwrap();
-            for (got, &p) in row.iter().zip(pixels) {
-                let want = (p as f32 / 255.0 - norm.mean) / norm.std;
-                assert!(
-                    (got - want).abs() < 1e-6,
-                    "batch value {got} != {want} at sample {pos}"
-                );
-            }
-            seen += 1;
-        }
-    }
-    assert_eq!(seen, ds.len(), "an epoch must visit every sample once");
-}
 
 fn bench_batches(c: &mut Criterion) {
     let ds = animal_mnist();

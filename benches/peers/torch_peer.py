@@ -1,14 +1,22 @@
 """PyTorch peer of graft's benchmark suite: the same networks, batch sizes and training step
-(forward, summed cross-entropy, backward; no optimiser), f32, 2 threads, eager mode.
+(forward, summed cross-entropy, backward; no optimiser), f32, 2 threads, eager mode,
+OMP_WAIT_POLICY=PASSIVE unless set (see below).
 
 Usage: python3 benches/peers/torch_peer.py [--quick] OUT.json
 Writes {"rows": [{"name": "torch/convnet/train/b64", "unit": "samples/s", "median", "min", "max"}]}.
 """
 import json
+import os
 import sys
 import time
 
-import torch
+# OpenMP's default (active) wait policy spins between parallel regions; on a shared or loaded
+# machine that made eager PyTorch up to ~35x slower here (mlp step at batch 64: ~450 vs
+# ~16,000 samples/s). Passive waiting is the fair setting next to graft's yielding threads.
+# Must be set before torch (and its OpenMP runtime) loads; an explicit setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 from torch import nn
 
 torch.set_num_threads(2)

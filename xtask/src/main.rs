@@ -20,11 +20,16 @@ tasks:
   bench [--quick] [--peers]
         the benchmark suite (checks first, then timings): writes
         target/bench/summary.{json,md}; --quick for CI (well under 3 minutes); --peers also
-        runs benches/peers/torch_peer.py with $GRAFT_PYTHON (default python3) if it has torch
+        runs benches/peers/torch_peer.py with $GRAFT_PYTHON (default python3) if it has torch,
+        alternating with graft's network rows for 3 rounds (ratio rows graft-over-torch)
+  fetch fashion-mnist
+        Debian's dataset-fashion-mnist (apt-get download + dpkg -x) into runs/cache/fashion-mnist;
+        train/sweep of the fashion protocols run it first
   nvrtc fetch NVRTC for CUDA 13 from PyPI (pip download) into target/nvrtc and compile
         every CUDA kernel to PTX for sm_80 and sm_90 (no GPU needed)
   test  the test suite (cargo test --workspace)
-  ci    what CI runs: cargo fmt --check, cargo clippy -D warnings, the test suite,
+  ci    what CI runs: cargo fmt --check, cargo clippy -D warnings, fetch fashion-mnist,
+        the test suite,
         the NVRTC kernel check and the quick benchmark suite
 ";
 
@@ -45,6 +50,7 @@ fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("train") => train(&args[1..]),
         Some("sweep") => sweep(&args[1..]),
+        Some("fetch") => fetch(args.get(1).map(String::as_str)),
         Some("bench") => bench(&args[1..]),
         Some("test") => test(),
         Some("nvrtc") => nvrtc(),
@@ -96,6 +102,7 @@ fn train(extra: &[String]) -> Result<()> {
         ("--seeds", "0..3"),
         ("--strategies", "scratch,linear-probe,fine-tune"),
     ];
+    fetch_for(flag_value(extra, "--protocol").unwrap_or("animals"))?;
     graft(&sweep_args(&[], extra, &defaults))
 }
 
@@ -118,6 +125,76 @@ fn sweep_args(fixed: &[String], extra: &[String], defaults: &[(&str, &str)]) -> 
     out
 }
 
+/// Where `fetch fashion-mnist` unpacks Debian's package (graft's default `--fashion` root).
+const FASHION_ROOT: &str = "runs/cache/fashion-mnist";
+/// The package's IDX folder inside the unpacked tree.
+const FASHION_IDX: &str = "usr/share/datasets/fashion-mnist";
+
+/// `cargo xtask fetch <what>`: data the protocols need that the repository does not ship.
+fn fetch(what: Option<&str>) -> Result<()> {
+    match what {
+        Some("fashion-mnist") => fetch_fashion(),
+        _ => bail!("usage: cargo xtask fetch fashion-mnist"),
+    }
+}
+
+/// Debian's `dataset-fashion-mnist`, downloaded with apt-get (no root needed) and unpacked
+/// with dpkg-deb; a no-op when the files are there (or installed system-wide).
+fn fetch_fashion() -> Result<()> {
+    let root = project_root().join(FASHION_ROOT);
+    let idx = root.join(FASHION_IDX);
+    let installed = Path::new("/").join(FASHION_IDX);
+    if idx.join("train-images-idx3-ubyte.gz").exists()
+        || installed.join("train-images-idx3-ubyte.gz").exists()
+    {
+        return Ok(());
+    }
+    let debs = project_root().join("runs/cache/debs");
+    std::fs::create_dir_all(&debs)?;
+    let by_hand = format!(
+        "cd {} && apt-get download dataset-fashion-mnist && dpkg -x dataset-fashion-mnist_*.deb {}",
+        debs.display(),
+        root.display()
+    );
+    status(
+        Command::new("apt-get")
+            .args(["download", "dataset-fashion-mnist"])
+            .current_dir(&debs),
+    )
+    .with_context(|| {
+        format!("cannot download Fashion-MNIST; run `apt-get update` first, or by hand: {by_hand}")
+    })?;
+    let deb = std::fs::read_dir(&debs)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("dataset-fashion-mnist_"))
+        })
+        .with_context(|| format!("no .deb in {} after apt-get download", debs.display()))?;
+    status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))
+        .with_context(|| format!("cannot unpack {}; by hand: {by_hand}", deb.display()))
+}
+
+/// Fetches what `protocol` needs before a run.
+fn fetch_for(protocol: &str) -> Result<()> {
+    if protocol.starts_with("fashion") {
+        fetch_fashion()?;
+    }
+    Ok(())
+}
+
+/// The value of `--flag VALUE` or `--flag=VALUE` in `args`.
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let prefix = format!("{flag}=");
+    args.iter().enumerate().find_map(|(i, a)| {
+        if a == flag {
+            args.get(i + 1).map(String::as_str)
+        } else {
+            a.strip_prefix(&prefix)
+        }
+    })
+}
+
 /// `cargo xtask sweep <protocol>`: every strategy at every label budget over five seeds.
 fn sweep(args: &[String]) -> Result<()> {
     let Some(protocol) = args.first().filter(|a| !a.starts_with('-')) else {
@@ -129,6 +206,7 @@ fn sweep(args: &[String]) -> Result<()> {
         ("--seeds", "0..5"),
         ("--strategies", "all"),
     ];
+    fetch_for(protocol)?;
     let fixed = ["--protocol".to_string(), protocol.clone()];
     graft(&sweep_args(&fixed, &args[1..], &defaults))
 }
@@ -165,6 +243,7 @@ fn ci() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    fetch_fashion()?;
     test()?;
     nvrtc()?;
     bench(&["--quick".to_string()])
@@ -234,25 +313,32 @@ fn nvrtc() -> Result<()> {
 }
 
 /// `cargo xtask bench`: the benchmark suite, then (with `--peers`) the PyTorch peer.
+/// Rounds of `cargo xtask bench --peers`: graft, PyTorch, graft, PyTorch, ...
+const PEER_ROUNDS: usize = 3;
+
 fn bench(args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
     let peers = args.iter().any(|a| a == "--peers");
     if let Some(bad) = args.iter().find(|a| *a != "--quick" && *a != "--peers") {
         bail!("bench: unknown flag `{bad}`\n{USAGE}");
     }
-    let mut cmd = cargo();
-    cmd.args([
-        "bench",
-        "--package",
-        "graft",
-        "--bench",
-        "graft_bench",
-        "--",
-    ]);
-    if quick {
-        cmd.arg("--quick");
-    }
-    status(&mut cmd)?;
+    let suite = |extra: &[&str]| -> Result<()> {
+        let mut cmd = cargo();
+        cmd.args([
+            "bench",
+            "--package",
+            "graft",
+            "--bench",
+            "graft_bench",
+            "--",
+        ]);
+        if quick {
+            cmd.arg("--quick");
+        }
+        cmd.args(extra);
+        status(&mut cmd)
+    };
+    suite(&[])?;
     let summary = Path::new("target/bench/summary.json");
     let ours = std::fs::read_to_string(summary)
         .with_context(|| format!("the suite did not write {}", summary.display()))?;
@@ -268,32 +354,140 @@ fn bench(args: &[String]) -> Result<()> {
         eprintln!("xtask: bench --peers: `{python}` cannot import torch; PyTorch peer skipped");
         return Ok(());
     }
-    let out = Path::new("target/bench/peers.json");
-    let mut py = Command::new(&python);
-    py.arg("benches/peers/torch_peer.py").arg(out);
-    if quick {
-        py.arg("--quick");
+    // Ratios only between numbers of this run: the full suite was round 0's graft turn; each
+    // later graft turn reruns its checks and network rows only.
+    let dir = Path::new("target/bench/rounds");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut graft_runs = vec![ours.clone()];
+    let mut torch_runs = Vec::new();
+    for round in 0..PEER_ROUNDS {
+        if round > 0 {
+            let out = dir.join(format!("graft-{round}.json"));
+            suite(&["--networks-only", "--out", &out.to_string_lossy()])?;
+            graft_runs.push(
+                std::fs::read_to_string(&out)
+                    .with_context(|| format!("the suite did not write {}", out.display()))?,
+            );
+        }
+        let out = dir.join(format!("torch-{round}.json"));
+        let mut py = Command::new(&python);
+        py.arg("benches/peers/torch_peer.py").arg(&out);
+        if quick {
+            py.arg("--quick");
+        }
+        status(&mut py)?;
+        torch_runs.push(
+            std::fs::read_to_string(&out)
+                .with_context(|| format!("the PyTorch peer did not write {}", out.display()))?,
+        );
     }
-    status(&mut py)?;
-    let theirs = std::fs::read_to_string(out).context("peers.json")?;
-    let mut md = String::from("\n## graft vs PyTorch eager (samples/s, medians)\n\n| row | graft | PyTorch | ratio |\n|---|---:|---:|---:|\n");
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let spread = |v: &[f64]| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        (lo, v.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+    };
+    let mut md = format!(
+        "\n## graft vs PyTorch eager ({PEER_ROUNDS} rounds, alternated in this run)\n\n\
+         samples/s: median over the rounds of each round's median; ratio = graft / PyTorch of \
+         those (min..max of the per-round ratios).\n\n\
+         | row | graft | PyTorch | ratio | per-round ratios |\n|---|---:|---:|---:|---|\n"
+    );
+    let mut rows = Vec::new();
+    let mut targets = String::new();
     for net in ["convnet", "mlp"] {
         for row in ["train/b64", "train/b256", "infer/b256"] {
             let name = format!("{net}/{row}");
-            if let (Some(a), Some(b)) = (
-                row_median(&ours, &name),
-                row_median(&theirs, &format!("torch/{name}")),
-            ) {
-                md.push_str(&format!("| {name} | {a:.1} | {b:.1} | {:.2}x |\n", a / b));
+            let g: Option<Vec<f64>> = graft_runs.iter().map(|j| row_median(j, &name)).collect();
+            let t: Option<Vec<f64>> = torch_runs
+                .iter()
+                .map(|j| row_median(j, &format!("torch/{name}")))
+                .collect();
+            let (Some(g), Some(t)) = (g, t) else {
+                eprintln!("xtask: bench --peers: row {name} missing from a round; skipped");
+                continue;
+            };
+            let per_round: Vec<f64> = g.iter().zip(&t).map(|(a, b)| a / b).collect();
+            let (gm, tm) = (median(&g), median(&t));
+            let r = gm / tm;
+            let ((glo, ghi), (tlo, thi), (rlo, rhi)) = (spread(&g), spread(&t), spread(&per_round));
+            rows.push(json_row(
+                &format!("peers/graft/{name}"),
+                "samples/s",
+                gm,
+                glo,
+                ghi,
+            ));
+            rows.push(json_row(
+                &format!("peers/torch/{name}"),
+                "samples/s",
+                tm,
+                tlo,
+                thi,
+            ));
+            rows.push(json_row(
+                &format!("ratio/{name}/graft-over-torch"),
+                "x",
+                r,
+                rlo,
+                rhi,
+            ));
+            let each: Vec<String> = per_round.iter().map(|x| format!("{x:.2}")).collect();
+            md.push_str(&format!(
+                "| {name} | {gm:.1} | {tm:.1} | {r:.2}x | {} |\n",
+                each.join(", ")
+            ));
+            if net == "mlp" && row.starts_with("train") {
+                let met = if r >= 1.0 { "yes" } else { "**no**" };
+                targets.push_str(&format!(
+                    "| mlp training step vs PyTorch | ratio/{name}/graft-over-torch | 1.0x | {r:.2}x | {met} |\n"
+                ));
             }
         }
     }
+    if !targets.is_empty() {
+        md.push_str("\n| target | row | need | got | met |\n|---|---|---:|---:|---|\n");
+        md.push_str(&targets);
+    }
     print!("{md}");
+    let rows: Vec<String> = rows.into_iter().flatten().collect();
+    std::fs::write(summary, append_json_rows(&ours, &rows)?).context("summary.json")?;
     let md_path = Path::new("target/bench/summary.md");
     let mut all = std::fs::read_to_string(md_path).unwrap_or_default();
     all.push_str(&md);
     std::fs::write(md_path, all).context("summary.md")?;
     Ok(())
+}
+
+/// One summary row as a JSON object (the suite's fields); `None` unless all values are
+/// finite (JSON has no NaN or infinity).
+fn json_row(name: &str, unit: &str, median: f64, min: f64, max: f64) -> Option<String> {
+    [median, min, max].iter().all(|v| v.is_finite()).then(|| {
+        format!(
+            "{{\"max\": {max}, \"median\": {median}, \"min\": {min}, \"name\": \"{name}\", \"unit\": \"{unit}\"}}"
+        )
+    })
+}
+
+/// `json` (the suite's summary: `{..., "rows": [...]}`, rows last) with `rows` appended to
+/// its row array.
+fn append_json_rows(json: &str, rows: &[String]) -> Result<String> {
+    let end = json.rfind(']').context("summary.json has no row array")?;
+    let head = json[..end].trim_end();
+    let sep = if head.ends_with('[') { "" } else { "," };
+    let mut out = String::from(head);
+    for (i, r) in rows.iter().enumerate() {
+        out.push_str(if i == 0 { sep } else { "," });
+        out.push_str("\n    ");
+        out.push_str(r);
+    }
+    out.push_str("\n  ");
+    out.push_str(&json[end..]);
+    Ok(out)
 }
 
 /// The `median` of the row named `name` in a summary JSON (flat row objects; no JSON crate
