@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
+use plotters::coord::combinators::BindKeyPoints;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
@@ -22,7 +23,7 @@ static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 pub const FIGURE_SIZE: (u32, u32) = (1000, 640);
 
 /// Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
-const PALETTE: [RGBColor; 7] = [
+const PALETTE: [RGBColor; 9] = [
     RGBColor(0, 114, 178),   // blue
     RGBColor(213, 94, 0),    // vermillion
     RGBColor(0, 158, 115),   // bluish green
@@ -30,6 +31,8 @@ const PALETTE: [RGBColor; 7] = [
     RGBColor(230, 159, 0),   // orange
     RGBColor(86, 180, 233),  // sky blue
     RGBColor(0, 0, 0),       // black
+    RGBColor(128, 128, 128), // grey
+    RGBColor(136, 34, 85),   // wine
 ];
 
 /// One strategy's curve.
@@ -135,6 +138,17 @@ fn ranges(series: &[Series]) -> Result<Axes, String> {
     Ok(Axes { x, y })
 }
 
+/// The label budgets that occur in `series`: the x axis gets a tick at each.
+fn budgets(series: &[Series]) -> Vec<f64> {
+    let mut xs: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    xs
+}
+
 /// A tick label: integers without decimals, others with up to three significant decimals.
 fn tick_label(x: f64) -> String {
     if (x - x.round()).abs() < 1e-9 * x.abs().max(1.0) {
@@ -188,7 +202,12 @@ fn draw<DB: DrawingBackend>(
         .margin(16)
         .x_label_area_size(56)
         .y_label_area_size(76)
-        .build_cartesian_2d((x_range.0..x_range.1).log_scale(), y_range.0..y_range.1)
+        .build_cartesian_2d(
+            (x_range.0..x_range.1)
+                .log_scale()
+                .with_key_points(budgets(series)),
+            y_range.0..y_range.1,
+        )
         .map_err(e)?;
     let y_decimals = if y_range.1 - y_range.0 > 0.15 { 0 } else { 1 };
     chart
@@ -205,6 +224,8 @@ fn draw<DB: DrawingBackend>(
         .map_err(e)?;
 
     type Curve<'s> = (usize, &'s Series, Vec<(f64, f64, f64)>);
+    // Overlapping bands darken: the more series, the lighter each band.
+    let band_alpha = (0.54 / series.len().max(1) as f64).clamp(0.06, 0.18);
     let sorted: Vec<Curve> = series
         .iter()
         .enumerate()
@@ -226,7 +247,7 @@ fn draw<DB: DrawingBackend>(
             chart
                 .draw_series(std::iter::once(Polygon::new(
                     outline,
-                    color.mix(0.18).filled(),
+                    color.mix(band_alpha).filled(),
                 )))
                 .map_err(e)?;
         }
