@@ -282,15 +282,35 @@ fn nvrtc() -> Result<()> {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| p.extension().is_some_and(|x| x == "whl"))
             .with_context(|| format!("no wheel in {} after `{pip}`", wheels.display()))?;
-        status(
+        let unzipped = status(
             Command::new("unzip")
                 .args(["-q", "-o", "-j"])
                 .arg(&wheel)
                 .arg(NVRTC_WHEEL_LIB)
                 .arg("-d")
                 .arg(&lib),
-        )
-        .context("cannot unpack the NVRTC wheel (is `unzip` installed? apt-get install unzip)")?;
+        );
+        if unzipped.is_err() {
+            // No `unzip` on this machine: Python's zipfile module unpacks the wheel instead.
+            let tree = dir.join("tree");
+            status(
+                Command::new("python3")
+                    .args(["-m", "zipfile", "-e"])
+                    .arg(&wheel)
+                    .arg(&tree),
+            )
+            .context("cannot unpack the NVRTC wheel with unzip or python3 -m zipfile")?;
+            std::fs::create_dir_all(&lib)?;
+            let from = tree.join(NVRTC_WHEEL_LIB.trim_end_matches("/*"));
+            for entry in std::fs::read_dir(&from)
+                .with_context(|| format!("{} is missing", from.display()))?
+            {
+                let path = entry?.path();
+                if let Some(name) = path.file_name() {
+                    std::fs::copy(&path, lib.join(name))?;
+                }
+            }
+        }
     }
     let path = match std::env::var("LD_LIBRARY_PATH") {
         Ok(old) if !old.is_empty() => format!("{}:{old}", lib.display()),
