@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::energy::EnergySource;
 use crate::pretrain::PretrainInfo;
-use crate::stats::paired_difference;
+use crate::stats::{mean_std, paired_difference};
 use crate::train::CurvePoint;
 use crate::TransferError;
 
@@ -114,16 +114,6 @@ pub struct Report {
     pub summary: Vec<SummaryRow>,
     /// Plain-language conclusions, one per label budget.
     pub verdicts: Vec<String>,
-}
-
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n.max(1.0);
-    if v.len() < 2 {
-        return (mean, 0.0);
-    }
-    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, var.sqrt())
 }
 
 /// Summarises `results` per (k, strategy), in the order first seen.
