@@ -118,8 +118,58 @@ fn cli_holds_no_training_logic() {
 }
 
 #[test]
+fn advise_reads_features_and_stays_off_the_gpu_and_the_cli() {
+    // graft-advise may depend on graft-data, graft-nn, graft-transfer (protocols, probes),
+    // dfdx (forward passes) and nalgebra (eigendecompositions); never on graft-cuda or the CLI.
+    // (cudarc is not checked on the closure: `cargo metadata` lists dfdx's optional one.)
+    let g = dependency_graph();
+    let deps = closure(&g, "graft-advise");
+    for forbidden in ["graft-cuda", "graft-cli"] {
+        assert!(
+            !deps.contains(forbidden),
+            "graft-advise must not depend on {forbidden}"
+        );
+    }
+    let graft_deps: BTreeSet<&str> = g["graft-advise"]
+        .iter()
+        .map(String::as_str)
+        .filter(|d| d.starts_with("graft"))
+        .collect();
+    assert!(
+        graft_deps.is_subset(&BTreeSet::from([
+            "graft-data",
+            "graft-nn",
+            "graft-transfer"
+        ])),
+        "graft-advise depends on {graft_deps:?}; allowed: graft-data, graft-nn, graft-transfer"
+    );
+}
+
+#[test]
+fn text_stays_off_the_gpu_and_the_cli() {
+    // graft-text (BERT encoder, tokenizer, fortunes protocol) reuses graft-data and
+    // graft-transfer's reports; it never reaches graft-cuda or the CLI. (cudarc is not
+    // checked on the closure: `cargo metadata` lists dfdx's optional one.)
+    let g = dependency_graph();
+    let deps = closure(&g, "graft-text");
+    for forbidden in ["graft-cuda", "graft-cli"] {
+        assert!(
+            !deps.contains(forbidden),
+            "graft-text must not depend on {forbidden}"
+        );
+    }
+}
+
+#[test]
 fn every_crate_has_a_readme_doctest_and_denies_missing_docs() {
-    for krate in ["graft-data", "graft-cuda", "graft-nn", "graft-transfer"] {
+    for krate in [
+        "graft-data",
+        "graft-cuda",
+        "graft-nn",
+        "graft-transfer",
+        "graft-advise",
+        "graft-text",
+    ] {
         let dir = root().join("crates").join(krate);
         let readme = std::fs::read_to_string(dir.join("README.md")).unwrap_or_default();
         assert!(

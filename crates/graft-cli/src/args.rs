@@ -1,14 +1,16 @@
 //! Command-line arguments, parsed into the library crates' typed configurations.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use graft_nn::{NetworkKind, Normalization, RenameRule, RenameRules};
+use graft_transfer::early_stop::EarlyStopping;
+use graft_transfer::options::TrainOptions;
 use graft_transfer::pretrain::PretrainConfig;
 use graft_transfer::protocol::{DataDirs, FASHION_DEB_PATH};
 use graft_transfer::tasks::SplitChoice;
-use graft_transfer::{Protocol, Strategy, SweepConfig};
+use graft_transfer::{LrSchedule, OptimizerConfig, Protocol, Strategy, SweepConfig};
 
 /// graft: reuse a trained backbone on a new task, and measure what the reuse bought.
 #[derive(Debug, Parser)]
@@ -30,11 +32,16 @@ pub enum Command {
     Eval(EvalArgs),
     /// Every strategy x label budget x seed of a protocol, with a report.
     Sweep(SweepArgs),
+    /// Rank candidate sources and their blocks by transferability estimates (LogME, LEEP,
+    /// H-score, NCE, kNN) on a k-shot target sample, and recommend a strategy.
+    Advise(crate::advise::AdviseArgs),
     /// Import and inspect data sets.
     #[command(subcommand)]
     Data(DataCommand),
     /// List usable CUDA devices, or say why there are none (exit code 0 either way).
     Devices,
+    /// Sentence embeddings (MiniLM) of a text data set, written in the feature-cache format.
+    Embed(crate::embed::EmbedArgs),
 }
 
 /// Data-set subcommands.
@@ -239,6 +246,9 @@ pub struct TransferArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub loc: Locations,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub training: TrainingArgs,
     /// Where to save the trained network.
     #[arg(long)]
     pub out: PathBuf,
@@ -309,7 +319,7 @@ impl EvalArgs {
     }
 }
 
-fn parse_split(s: &str) -> Result<SplitChoice, String> {
+pub(crate) fn parse_split(s: &str) -> Result<SplitChoice, String> {
     match s {
         "train" => Ok(SplitChoice::Train),
         "test" => Ok(SplitChoice::Test),
@@ -344,6 +354,13 @@ pub struct SweepArgs {
     /// Seeds as a half-open range `a..b` or a comma-separated list.
     #[arg(long, default_value = "0..3")]
     pub seeds: String,
+    /// Runs trained at once, the cores split between them (default: one per core, each
+    /// single-threaded).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub optim: OptimArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub loc: Locations,
@@ -369,6 +386,10 @@ impl SweepArgs {
             cache_dir: self.loc.cache,
             runs_dir: self.runs,
             pretrain: PretrainConfig::default(),
+            jobs: self
+                .jobs
+                .unwrap_or_else(graft_transfer::sweep::default_jobs),
+            training: self.optim.sweep_options(),
         })
     }
 }
@@ -400,4 +421,72 @@ pub fn parse_seeds(s: &str) -> Result<Vec<u64>> {
         bail!("--seeds `{s}` names no seed (ranges are half-open: 0..3 is 0, 1, 2)");
     }
     Ok(seeds)
+}
+
+/// How every run trains (`graft transfer` and `graft sweep`; defaults are PROTOCOLS.md's).
+#[derive(Debug, Args)]
+pub struct OptimArgs {
+    /// Optimiser: adam, adamw[:WEIGHT_DECAY] (decoupled, default 0.01) or sgd[:MOMENTUM]
+    /// (default 0.9, every learning rate x10).
+    #[arg(long, default_value = "adam")]
+    pub optimizer: OptimizerConfig,
+    /// Learning-rate schedule: constant, cosine[:WARMUP_FRACTION] (linear warm-up, default
+    /// 0.1) or one-cycle[:PCT_START] (default 0.3).
+    #[arg(long, default_value = "constant")]
+    pub schedule: LrSchedule,
+    /// Early stopping on 20% of the labelled examples per class (from 5 per class), best
+    /// weights restored: `on`, PATIENCE or PATIENCE:EVERY evaluations/steps (default 4:25).
+    #[arg(long)]
+    pub early_stopping: Option<EarlyStopping>,
+}
+
+impl OptimArgs {
+    /// Options for the runs of a sweep: no state files (runs are short and many) and
+    /// features extracted in memory (runs side by side would race on one cache entry).
+    pub fn sweep_options(&self) -> TrainOptions {
+        TrainOptions {
+            optimizer: self.optimizer,
+            lr_schedule: self.schedule,
+            early_stopping: self.early_stopping,
+            ..TrainOptions::default()
+        }
+    }
+}
+
+/// How the target network of `graft transfer` trains, and where its state goes.
+#[derive(Debug, Args)]
+pub struct TrainingArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub optim: OptimArgs,
+    /// Folder for training-state files, written at the end, every --save-every steps and on
+    /// Ctrl-C [default: <cache>/state].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Steps between training-state saves.
+    #[arg(long)]
+    pub save_every: Option<usize>,
+    /// Continue from a training-state file (same --k, --seed, --strategy and --optimizer).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+}
+
+impl TrainingArgs {
+    /// The library's options; state and linear-probe features go under `cache` by default.
+    pub fn options(&self, cache: &Path) -> TrainOptions {
+        TrainOptions {
+            optimizer: self.optim.optimizer,
+            lr_schedule: self.optim.schedule,
+            early_stopping: self.optim.early_stopping,
+            state_dir: Some(
+                self.state_dir
+                    .clone()
+                    .unwrap_or_else(|| cache.join("state")),
+            ),
+            save_every: self.save_every.filter(|&n| n > 0),
+            resume: self.resume.clone(),
+            feature_cache: Some(cache.join("features")),
+            stop_on_interrupt: true,
+        }
+    }
 }

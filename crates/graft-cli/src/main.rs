@@ -1,7 +1,10 @@
 //! `graft`: the command-line front end. It parses arguments into typed configurations and
 //! calls the library crates; it holds no training logic.
 
+mod advise;
 mod args;
+mod embed;
+mod fortunes;
 
 use std::process::ExitCode;
 
@@ -19,7 +22,13 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
+    let argv: Vec<String> = std::env::args().collect();
+    let result = if fortunes::requested(&argv) {
+        fortunes::run(&argv)
+    } else {
+        run(Cli::parse())
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
@@ -128,6 +137,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Transfer(a) => {
+            graft_transfer::interrupt::install();
             let r = graft_transfer::tasks::transfer(&graft_transfer::tasks::TransferRequest {
                 protocol: a.protocol,
                 network: a.model,
@@ -138,6 +148,7 @@ fn run(cli: Cli) -> Result<()> {
                 k: a.k.0,
                 seed: a.seed,
                 out: a.out.clone(),
+                options: a.training.options(&a.loc.cache),
             })?;
             if a.json {
                 print_json(&r)?;
@@ -163,6 +174,8 @@ fn run(cli: Cli) -> Result<()> {
                 println!("accuracy {:.2}% on {} samples", r.accuracy * 100.0, r.n);
             }
         }
+        Command::Advise(a) => advise::run(&a)?,
+        Command::Embed(a) => embed::run(&a)?,
         Command::Sweep(a) => {
             let json = a.json;
             let out = graft_transfer::run_sweep(&a.into_config()?).context("sweep failed")?;

@@ -17,6 +17,7 @@ pub mod ops;
 pub mod rng;
 pub mod split;
 pub mod stream;
+pub mod text;
 pub mod view;
 pub mod writer;
 
@@ -36,5 +37,6 @@ pub use ops::{
 pub use rng::SplitMix64;
 pub use split::{Part, SplitRule};
 pub use stream::WindowedReader;
+pub use text::{write_text_dataset, TextDataset, TextView};
 pub use view::View;
 pub use writer::DatasetWriter;

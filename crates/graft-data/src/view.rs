@@ -227,30 +227,46 @@ impl<'a> View<'a> {
     }
 
     fn sample_per_class(&self, k: Option<usize>, seed: u64) -> Result<View<'a>, DataError> {
-        let mut per_class: Vec<Vec<usize>> = vec![Vec::new(); self.num_classes()];
-        for (pos, &l) in self.labels.iter().enumerate() {
-            if let Some(v) = per_class.get_mut(l as usize) {
-                v.push(pos);
-            }
-        }
-        if let Some(k) = k {
-            if let Some((c, v)) = per_class.iter().enumerate().find(|(_, v)| v.len() < k) {
-                return Err(DataError::NotEnoughSamples {
-                    path: self.err_path(),
-                    class: c as u32,
-                    name: self.class_names[c].clone(),
-                    available: v.len(),
-                    k,
-                });
-            }
-        }
-        let mut rng = SplitMix64::new(seed);
-        let mut positions = Vec::new();
-        for mut v in per_class {
-            rng.shuffle(&mut v);
-            let keep = k.unwrap_or(v.len());
-            positions.extend_from_slice(&v[..keep]);
-        }
+        let positions =
+            sample_positions(&self.labels, &self.class_names, k, seed, || self.err_path())?;
         Ok(self.at_positions(&positions))
     }
+}
+
+/// Positions (into `labels`) of the k-shot draw shared by image and text views: one
+/// [`SplitMix64`] seeded with `seed` permutes each class's positions in turn (class 0
+/// first) and the first `k` (or all) are kept, ordered by class then permutation. Errors,
+/// naming `path()`, when a class has fewer than `k`.
+pub(crate) fn sample_positions(
+    labels: &[u32],
+    class_names: &[String],
+    k: Option<usize>,
+    seed: u64,
+    path: impl Fn() -> std::path::PathBuf,
+) -> Result<Vec<usize>, DataError> {
+    let mut per_class: Vec<Vec<usize>> = vec![Vec::new(); class_names.len()];
+    for (pos, &l) in labels.iter().enumerate() {
+        if let Some(v) = per_class.get_mut(l as usize) {
+            v.push(pos);
+        }
+    }
+    if let Some(k) = k {
+        if let Some((c, v)) = per_class.iter().enumerate().find(|(_, v)| v.len() < k) {
+            return Err(DataError::NotEnoughSamples {
+                path: path(),
+                class: c as u32,
+                name: class_names[c].clone(),
+                available: v.len(),
+                k,
+            });
+        }
+    }
+    let mut rng = SplitMix64::new(seed);
+    let mut positions = Vec::new();
+    for mut v in per_class {
+        rng.shuffle(&mut v);
+        let keep = k.unwrap_or(v.len());
+        positions.extend_from_slice(&v[..keep]);
+    }
+    Ok(positions)
 }

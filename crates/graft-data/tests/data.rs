@@ -18,5 +18,6 @@ mod data {
     pub mod real_data;
     pub mod split;
     pub mod stream;
+    pub mod text;
     pub mod writer;
 }

@@ -13,7 +13,7 @@
 //! `grads.get_or_alloc_mut(&conv.weight)`.
 
 use std::ops::Range;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use dfdx::shapes::{Const, HasShape, Rank1, Rank4, Shape};
 use dfdx::tensor::{
@@ -195,6 +195,15 @@ pub(crate) fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     r
 }
 
+/// A contiguous tensor's values in row-major order with one `memcpy` (dfdx's `as_vec` walks
+/// every element through a strided index: ~18% of an mlp training step). Parameters are
+/// contiguous; call `.contiguous()` on anything else first (a free no-op when it already is).
+pub(crate) fn values<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
+    let mut v = vec![0.0f32; t.shape().num_elements()];
+    t.copy_into(&mut v);
+    v
+}
+
 /// Runs `f` on a copy of a contiguous tensor's values (one `memcpy` into a scratch buffer).
 pub(crate) fn with_values<S: Shape, T, R>(
     t: &Tensor<S, f32, Cpu, T>,
@@ -240,17 +249,28 @@ impl Epilogue {
 }
 
 /// `c = a · b`, or `c += a · b` when `acc`, single-threaded, through the `gemm` crate (the
-/// kernel dfdx's matmul uses). `c` is `(m, n)` row-major; `a` is `(m, k)` row-major, or, when
+/// kernel dfdx's matmul uses); [`sgemm_par`] with [`gemm::Parallelism::None`]. `c` is `(m, n)` row-major; `a` is `(m, k)` row-major, or, when
 /// `a_t`, stored as its `(k, m)` transpose; `b` likewise `(k, n)`, or `(n, k)` when `b_t`.
-#[allow(clippy::too_many_arguments)]
 fn sgemm(
-    (m, n, k): (usize, usize, usize),
+    mnk: (usize, usize, usize),
     c: &mut [f32],
     acc: bool,
     a: &[f32],
     a_t: bool,
     b: &[f32],
     b_t: bool,
+) {
+    sgemm_par(mnk, c, acc, (a, a_t), (b, b_t), gemm::Parallelism::None);
+}
+
+/// [`sgemm`] on `par`'s threads, with `a` and `b` given as `(values, transposed)`.
+pub(crate) fn sgemm_par(
+    (m, n, k): (usize, usize, usize),
+    c: &mut [f32],
+    acc: bool,
+    (a, a_t): (&[f32], bool),
+    (b, b_t): (&[f32], bool),
+    par: gemm::Parallelism,
 ) {
     assert!(
         c.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
@@ -289,22 +309,16 @@ fn sgemm(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            par,
         );
     }
 }
 
-/// Worker threads for the convolution kernels: `RAYON_NUM_THREADS` if set (the knob of
-/// dfdx's and gemm's thread pool), else the available parallelism.
-fn num_threads() -> usize {
-    static N: OnceLock<usize> = OnceLock::new();
-    *N.get_or_init(|| {
-        std::env::var("RAYON_NUM_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n: &usize| n > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-    })
+/// Worker threads for graft's kernels: the current rayon pool's size (dfdx's and gemm's pool:
+/// `RAYON_NUM_THREADS` if set, else the available parallelism; inside a sweep worker's own
+/// pool, that pool's size).
+pub(crate) fn num_threads() -> usize {
+    rayon::current_num_threads()
 }
 
 /// Splits `0..b` into consecutive chunks of `cs` samples (the last may be shorter).
@@ -748,12 +762,12 @@ impl<const CI: usize, const CO: usize, const K: usize, const S: usize, const P: 
         let (b, _, h, w) = *x.shape();
         let g = Geom::new(b, CI, (h, w), K, S, P);
         let (oh, ow) = epi.out_size(g.oh, g.ow);
-        let wv = self.weight.as_vec();
-        let bias = self.bias.as_vec();
+        let wv = values(&self.weight);
+        let bias = values(&self.bias);
         let keep_arg = T::OWNS_TAPE && epi == Epilogue::ReluPool2;
         let mut out = vec![0.0f32; b * CO * oh * ow];
         let mut arg = vec![0u8; if keep_arg { out.len() } else { 0 }];
-        let xv = x.as_vec();
+        let xv = values(&x);
         conv_forward(
             &g,
             CO,

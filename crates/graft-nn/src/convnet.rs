@@ -35,7 +35,7 @@ use dfdx::tensor::{Cpu, NoneTape, PutTape, Tape};
 use dfdx::tensor_ops::ReshapeTo;
 
 use crate::conv::{Conv2d, ImageBatch, InputGrad};
-use crate::mlp::linear_relu;
+use crate::linear::linear_relu;
 use crate::pool::{flatten, MaxPool2d};
 use crate::{Backbone, Classifier, Features, InputBatch, Param, Parameters, IMAGE_SIDE};
 
@@ -86,9 +86,13 @@ impl ConvnetBackbone {
         self.conv2.forward_relu_pool2(x, input_grad)
     }
 
-    /// Block `fc1`.
-    fn block3<T: Tape<f32, Cpu>>(&self, x: ImageBatch<64, T>) -> Features<CONVNET_FEATURES, T> {
-        linear_relu(&self.fc1, flatten::<64, CONVNET_FLAT, T>(x))
+    /// Block `fc1`; `input_grad` is `Skip` when `conv2` is frozen.
+    fn block3<T: Tape<f32, Cpu>>(
+        &self,
+        x: ImageBatch<64, T>,
+        input_grad: InputGrad,
+    ) -> Features<CONVNET_FEATURES, T> {
+        linear_relu(&self.fc1, flatten::<64, CONVNET_FLAT, T>(x), input_grad)
     }
 }
 
@@ -106,7 +110,8 @@ impl Backbone<CONVNET_FEATURES> for ConvnetBackbone {
     }
 
     fn forward<T: Tape<f32, Cpu>>(&self, x: InputBatch<T>) -> Features<CONVNET_FEATURES, T> {
-        self.block3(self.block2(self.block1(Self::to_image(x)), InputGrad::Compute))
+        let images = self.block1(Self::to_image(x));
+        self.block3(self.block2(images, InputGrad::Compute), InputGrad::Compute)
     }
 
     fn forward_frozen<T: Tape<f32, Cpu>>(
@@ -120,10 +125,19 @@ impl Backbone<CONVNET_FEATURES> for ConvnetBackbone {
         }
         let x = Self::to_image::<NoneTape>(x);
         match frozen_blocks {
-            1 => self.block3(self.block2(self.block1(x).put_tape(tape), InputGrad::Skip)),
-            2 => self.block3(self.block2(self.block1(x), InputGrad::Skip).put_tape(tape)),
+            1 => self.block3(
+                self.block2(self.block1(x).put_tape(tape), InputGrad::Skip),
+                InputGrad::Compute,
+            ),
+            2 => self.block3(
+                self.block2(self.block1(x), InputGrad::Skip).put_tape(tape),
+                InputGrad::Skip,
+            ),
             _ => self
-                .block3(self.block2(self.block1(x), InputGrad::Skip))
+                .block3(
+                    self.block2(self.block1(x), InputGrad::Skip),
+                    InputGrad::Skip,
+                )
                 .put_tape(tape),
         }
     }

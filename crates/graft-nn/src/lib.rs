@@ -8,6 +8,7 @@ pub mod conv;
 pub mod convnet;
 pub mod error;
 pub mod head;
+pub mod linear;
 pub mod mlp;
 pub mod param;
 pub mod pool;

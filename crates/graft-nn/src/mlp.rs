@@ -2,11 +2,10 @@
 
 use dfdx::nn::modules::Linear;
 use dfdx::nn::{builders, BuildOnDevice};
-use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, PutTape, Tape};
-use dfdx::tensor_ops::TryMatMul;
-use dfdx::tensor_ops::{BroadcastTo, PermuteTo};
 
+use crate::conv::InputGrad;
+use crate::linear::linear_relu;
 use crate::{Backbone, Features, InputBatch, Param, Parameters, INPUT_LEN};
 
 /// Width of the `mlp` backbone's features.
@@ -19,17 +18,6 @@ pub struct MlpBackbone {
     pub fc1: Linear<INPUT_LEN, 512, f32, Cpu>,
     /// Second block: `Linear(512 -> 256)` then ReLU.
     pub fc2: Linear<512, MLP_FEATURES, f32, Cpu>,
-}
-
-/// `relu(x W^T + b)` for a static-width linear layer, on any tape.
-pub(crate) fn linear_relu<const I: usize, const O: usize, T: Tape<f32, Cpu>>(
-    layer: &Linear<I, O, f32, Cpu>,
-    x: Features<I, T>,
-) -> Features<O, T> {
-    let w = layer.weight.retaped::<T>().permute();
-    let y = x.matmul(w);
-    let shape = *y.shape();
-    (y + layer.bias.retaped::<T>().broadcast_like(&shape)).relu()
 }
 
 impl Backbone<MLP_FEATURES> for MlpBackbone {
@@ -45,7 +33,9 @@ impl Backbone<MLP_FEATURES> for MlpBackbone {
     }
 
     fn forward<T: Tape<f32, Cpu>>(&self, x: InputBatch<T>) -> Features<MLP_FEATURES, T> {
-        linear_relu(&self.fc2, linear_relu(&self.fc1, x))
+        // The input is data: its gradient is never needed.
+        let h = linear_relu(&self.fc1, x, InputGrad::Skip);
+        linear_relu(&self.fc2, h, InputGrad::Compute)
     }
 
     fn forward_frozen<T: Tape<f32, Cpu>>(
@@ -56,8 +46,14 @@ impl Backbone<MLP_FEATURES> for MlpBackbone {
     ) -> Features<MLP_FEATURES, T> {
         match frozen_blocks {
             0 => self.forward(x.put_tape(tape)),
-            1 => linear_relu(&self.fc2, linear_relu(&self.fc1, x).put_tape(tape)),
-            _ => linear_relu(&self.fc2, linear_relu(&self.fc1, x)).put_tape(tape),
+            1 => {
+                let h = linear_relu(&self.fc1, x, InputGrad::Skip).put_tape(tape);
+                linear_relu(&self.fc2, h, InputGrad::Skip)
+            }
+            _ => {
+                let h = linear_relu(&self.fc1, x, InputGrad::Skip);
+                linear_relu(&self.fc2, h, InputGrad::Skip).put_tape(tape)
+            }
         }
     }
 

@@ -11,13 +11,32 @@ pub enum TransferError {
     /// A network or checkpoint problem.
     #[error(transparent)]
     Nn(#[from] graft_nn::NnError),
-    /// The loss became NaN or infinite.
-    #[error("training diverged at step {step} (loss {loss}); lower the learning rate")]
+    /// The loss became NaN or infinite; the weights from before the bad step were kept.
+    #[error(
+        "training diverged at step {step} (loss {loss}); {}; lower the learning rate or pick \
+         another --schedule",
+        saved_to.as_ref().map_or("nothing saved (pass --state-dir to keep the last good weights)".to_string(),
+            |p| format!("last good weights kept in {}", p.display()))
+    )]
     Diverged {
         /// The step at which the loss stopped being finite.
         step: usize,
         /// The loss value.
         loss: f32,
+        /// Where the last good weights (or training state) are.
+        saved_to: Option<PathBuf>,
+    },
+    /// Training was stopped (Ctrl-C) between steps.
+    #[error(
+        "interrupted at step {step}; {}",
+        saved_to.as_ref().map_or("nothing saved (pass --state-dir to save the training state)".to_string(),
+            |p| format!("training state saved to {}; continue with --resume {}", p.display(), p.display()))
+    )]
+    Interrupted {
+        /// Updates done before stopping.
+        step: usize,
+        /// The training-state file written, if a state folder was given.
+        saved_to: Option<PathBuf>,
     },
     /// Inputs of the wrong width.
     #[error("{0}")]

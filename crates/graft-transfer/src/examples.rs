@@ -62,6 +62,7 @@ pub struct Shuffler {
     order: Vec<usize>,
     pos: usize,
     batch: usize,
+    shuffles: u64,
 }
 
 impl Shuffler {
@@ -72,13 +73,33 @@ impl Shuffler {
             order: (0..n).collect(),
             pos: n,
             batch: batch.max(1),
+            shuffles: 0,
         }
+    }
+
+    /// Where the shuffler stands: (permutations drawn, position in the current one).
+    pub fn position(&self) -> (u64, usize) {
+        (self.shuffles, self.pos)
+    }
+
+    /// The shuffler `Shuffler::new(n, batch, seed)` becomes after drawing `shuffles`
+    /// permutations and `pos` indices of the last: the permutations are replayed, so the
+    /// generator's state is exactly the original's.
+    pub fn resume(n: usize, batch: usize, seed: u64, shuffles: u64, pos: usize) -> Self {
+        let mut s = Self::new(n, batch, seed);
+        for _ in 0..shuffles {
+            s.rng.shuffle(&mut s.order);
+        }
+        s.shuffles = shuffles;
+        s.pos = if shuffles == 0 { n } else { pos.min(n) };
+        s
     }
 
     /// The next batch's indices; an epoch's last batch may be shorter.
     pub fn next_batch(&mut self) -> &[usize] {
         if self.pos >= self.order.len() {
             self.rng.shuffle(&mut self.order);
+            self.shuffles += 1;
             self.pos = 0;
         }
         let end = (self.pos + self.batch).min(self.order.len());

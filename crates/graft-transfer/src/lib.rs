@@ -15,15 +15,24 @@ macro_rules! for_network {
     };
 }
 
+pub mod control;
 pub mod csv;
+pub mod early_stop;
 pub mod energy;
 pub mod error;
 pub mod examples;
+pub mod head_train;
+pub mod interrupt;
+pub mod l2sp;
+pub mod lr_schedule;
+pub mod metrics;
 pub mod optim;
+pub mod options;
 pub mod plot;
 pub mod pretrain;
 pub mod protocol;
 pub mod report;
+pub mod state;
 pub mod stats;
 pub mod strategy;
 pub mod sweep;
@@ -32,6 +41,8 @@ pub mod train;
 
 pub use error::TransferError;
 pub use examples::Examples;
+pub use lr_schedule::LrSchedule;
+pub use optim::OptimizerConfig;
 pub use protocol::Protocol;
 pub use strategy::Strategy;
 pub use sweep::{run_sweep, SweepConfig, SweepOutcome};

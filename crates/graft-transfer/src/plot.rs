@@ -226,12 +226,21 @@ fn draw<DB: DrawingBackend>(
     type Curve<'s> = (usize, &'s Series, Vec<(f64, f64, f64)>);
     // Overlapping bands darken: the more series, the lighter each band.
     let band_alpha = (0.54 / series.len().max(1) as f64).clamp(0.06, 0.18);
+    // Each series is drawn a little left or right of the budget it belongs to (at most ±7%
+    // on the log axis), so markers and whiskers of many strategies do not hide each other.
+    let centre = (series.len().max(1) - 1) as f64 / 2.0;
+    let spread = 0.14 / series.len().max(2) as f64;
     let sorted: Vec<Curve> = series
         .iter()
         .enumerate()
         .filter(|(_, s)| !s.points.is_empty())
         .map(|(i, s)| {
-            let mut p = s.points.clone();
+            let dodge = ((i as f64 - centre) * spread).exp();
+            let mut p: Vec<(f64, f64, f64)> = s
+                .points
+                .iter()
+                .map(|&(x, m, sd)| (x * dodge, m, sd))
+                .collect();
             p.sort_by(|a, b| a.0.total_cmp(&b.0));
             (i, s, p)
         })

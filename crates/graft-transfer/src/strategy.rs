@@ -9,10 +9,13 @@ use std::time::Instant;
 use dfdx::tensor::Cpu;
 use graft_nn::{Backbone, Classifier, Head};
 
+use crate::control::StopCheck;
+use crate::early_stop::carve;
 use crate::examples::Examples;
+use crate::options::{probe_features, TrainOptions};
 use crate::train::{
-    accuracy, extract_features, progress_bar, train_classifier, train_head, L2Sp, LearningRates,
-    Monitor, Schedule, TrainPlan, TrainStats,
+    accuracy, progress_bar, train_classifier_with, train_head_with, L2Sp, LearningRates, Monitor,
+    Schedule, StateFiles, TrainControl, TrainPlan, TrainStats, Validation,
 };
 use crate::TransferError;
 
@@ -174,6 +177,7 @@ pub struct StrategyRun<B: Backbone<F>, const F: usize> {
 
 /// Runs `strategy` on `train`, reusing `pretrained` where the strategy does. `seed` seeds
 /// the new weights and the batch order; `monitor` (optional) draws the accuracy curve.
+/// PROTOCOLS.md's training settings; see [`run_strategy_with`] for the others.
 pub fn run_strategy<B: Backbone<F>, const F: usize>(
     strategy: Strategy,
     pretrained: &B,
@@ -181,7 +185,52 @@ pub fn run_strategy<B: Backbone<F>, const F: usize>(
     seed: u64,
     monitor: Option<Monitor<'_>>,
 ) -> Result<StrategyRun<B, F>, TransferError> {
+    run_strategy_with(
+        strategy,
+        pretrained,
+        train,
+        seed,
+        monitor,
+        &TrainOptions::default(),
+    )
+}
+
+/// [`run_strategy`] with `opts`: optimiser and schedule for every phase; early stopping on
+/// a validation part carved from `train` (see [`crate::early_stop`]); training-state files,
+/// resumption and Ctrl-C for the phases that train the whole classifier; the feature cache
+/// for linear probes.
+pub fn run_strategy_with<B: Backbone<F>, const F: usize>(
+    strategy: Strategy,
+    pretrained: &B,
+    train: &Examples,
+    seed: u64,
+    monitor: Option<Monitor<'_>>,
+    opts: &TrainOptions,
+) -> Result<StrategyRun<B, F>, TransferError> {
     let dev = Cpu::seed_from_u64(seed);
+    let carved = match opts.early_stopping {
+        Some(es) => {
+            let c = carve(train, &es);
+            if c.is_none() {
+                tracing::warn!(
+                    min_per_class = es.min_per_class,
+                    "too few labels per class to carve a validation part; early stopping off"
+                );
+            }
+            c.map(|parts| (parts, es))
+        }
+        None => None,
+    };
+    let (train, validation) = match &carved {
+        Some(((t, v), es)) => (
+            t,
+            Some(Validation {
+                data: v,
+                early: *es,
+            }),
+        ),
+        None => (train, None),
+    };
     let schedule = Schedule::target_default(train.len());
     let blocks = B::BLOCKS.len();
     let bar = progress_bar(schedule.steps as u64, strategy.name());
@@ -191,9 +240,37 @@ pub fn run_strategy<B: Backbone<F>, const F: usize>(
         backbone: Some(FINE_TUNE_BACKBONE_LR),
         head: HEAD_LR,
     };
+    let files = opts.state_dir.as_ref().map(|dir| StateFiles {
+        dir: dir.clone(),
+        name: format!("{}-n{}-seed{seed}", strategy.name(), train.len()),
+        every: opts.save_every,
+    });
+    let resume = opts.resume.as_deref().map(crate::state::load).transpose()?;
+    let interrupted = |_: usize| crate::interrupt::requested();
+    let stop: Option<&StopCheck<'_>> = opts.stop_on_interrupt.then_some(&interrupted);
+    let ctl = TrainControl {
+        validation,
+        state: files.as_ref(),
+        resume: resume.as_ref(),
+        stop,
+    };
+    let with_opts = |mut plan: TrainPlan| {
+        plan.optimizer = opts.optimizer;
+        plan.lr_schedule = opts.lr_schedule;
+        plan
+    };
     let run =
         |model: &mut Classifier<B, F>, plan: TrainPlan| -> Result<TrainStats, TransferError> {
-            train_classifier(&dev, model, train, &plan, seed, monitor, &bar)
+            train_classifier_with(
+                &dev,
+                model,
+                train,
+                &with_opts(plan),
+                seed,
+                monitor,
+                &bar,
+                ctl,
+            )
         };
     let (model, stats) = match strategy {
         Strategy::Scratch => {
@@ -250,10 +327,25 @@ pub fn run_strategy<B: Backbone<F>, const F: usize>(
             (model, stats)
         }
         Strategy::LinearProbe | Strategy::LpFt => {
-            let features = extract_features(&dev, pretrained, train)?;
+            let cache = opts.feature_cache.as_deref();
+            let (features, _) = probe_features(&dev, pretrained, train, cache)?;
+            let val_features = match validation {
+                Some(v) => Some(probe_features(&dev, pretrained, v.data, cache)?.0),
+                None => None,
+            };
             let extract_flops = B::forward_flops_per_sample() as f64 * train.len() as f64;
             let mut head = Head::<F>::new(&dev, classes)?;
-            let probe = train_head(&dev, &mut head, &features, HEAD_LR, schedule, seed, &bar)?;
+            let head_plan = with_opts(TrainPlan::uniform(schedule, 0, fine_tune));
+            let head_ctl = TrainControl {
+                validation: val_features.as_ref().map(|data| Validation {
+                    data,
+                    early: validation.map(|v| v.early).unwrap_or_default(),
+                }),
+                stop: ctl.stop,
+                ..TrainControl::default()
+            };
+            let probe =
+                train_head_with(&dev, &mut head, &features, &head_plan, seed, &bar, head_ctl)?;
             let mut model = Classifier {
                 backbone: pretrained.clone(),
                 head,

@@ -1,18 +1,20 @@
 //! Sweeps: every (label budget, seed, strategy) of a protocol, one report.
 
-use std::cell::Cell;
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use graft_data::Normalize;
 use graft_nn::{Backbone, Classifier, NetworkKind};
 
 use crate::energy::{self, EnergyMeter};
 use crate::examples::Examples;
+use crate::options::TrainOptions;
 use crate::pretrain::{pretrained_backbone, PretrainConfig};
 use crate::protocol::{DataDirs, Protocol};
 use crate::report::{self, Report, RunRecord};
-use crate::strategy::{run_strategy, Strategy};
+use crate::strategy::{run_strategy_with, Strategy};
 use crate::train::{accuracy, progress_bar, Monitor};
 use crate::TransferError;
 
@@ -43,6 +45,27 @@ pub struct SweepConfig {
     pub pretrain: PretrainConfig,
     /// Grid carbon intensity for the CO2 figures, grams per kWh.
     pub grid_g_per_kwh: f64,
+    /// Runs trained at once, the cores split evenly between them (see [`default_jobs`]).
+    pub jobs: usize,
+    /// How every run trains: optimiser, schedule, early stopping (training-state files and
+    /// resumption are for single runs; leave them `None` here).
+    pub training: TrainOptions,
+}
+
+/// One run per core: on small batches two single-threaded runs side by side do more work
+/// than one run whose matrix products are split across both cores. Each run then trains on
+/// one thread, so its result does not depend on thread scheduling.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The training examples of one (label budget, seed) and where its runs are watched from.
+struct Group {
+    k: Option<usize>,
+    seed: u64,
+    train: Examples,
+    monitor: Examples,
+    steps: usize,
 }
 
 /// A finished sweep.
@@ -68,7 +91,7 @@ pub fn run_sweep(cfg: &SweepConfig) -> Result<SweepOutcome, TransferError> {
 /// report can show the split was touched exactly once per run.
 pub struct TestSplit {
     examples: Examples,
-    reads: Cell<usize>,
+    reads: AtomicUsize,
 }
 
 impl TestSplit {
@@ -76,7 +99,7 @@ impl TestSplit {
     pub fn new(examples: Examples) -> Self {
         Self {
             examples,
-            reads: Cell::new(0),
+            reads: AtomicUsize::new(0),
         }
     }
 
@@ -85,13 +108,13 @@ impl TestSplit {
         &self,
         model: &Classifier<B, F>,
     ) -> Result<f64, TransferError> {
-        self.reads.set(self.reads.get() + 1);
+        self.reads.fetch_add(1, Ordering::Relaxed);
         accuracy(&dfdx::tensor::Cpu::default(), model, &self.examples)
     }
 
     /// Evaluations so far.
     pub fn reads(&self) -> usize {
-        self.reads.get()
+        self.reads.load(Ordering::Relaxed)
     }
 
     /// Number of test examples.
@@ -131,7 +154,7 @@ fn monitor_set(
     }
 }
 
-fn sweep_with<B: Backbone<F>, const F: usize>(
+fn sweep_with<B: Backbone<F> + Sync, const F: usize>(
     cfg: &SweepConfig,
 ) -> Result<SweepOutcome, TransferError> {
     let ds = cfg.protocol.open(&cfg.data, &cfg.cache_dir)?;
@@ -145,10 +168,7 @@ fn sweep_with<B: Backbone<F>, const F: usize>(
     let pool = Examples::from_view(&pool_view, norm)?;
     let test = TestSplit::new(Examples::from_view(&cfg.protocol.target_test(&ds)?, norm)?);
     let all_per_class = pool_view.class_counts().into_iter().min().unwrap_or(0);
-    let total = cfg.ks.len() * cfg.seeds.len() * cfg.strategies.len();
-    let bar = progress_bar(total as u64, "runs");
-    let mut meter = EnergyMeter::start();
-    let mut results = Vec::with_capacity(total);
+    let mut groups = Vec::new();
     for &k in &cfg.ks {
         for &seed in &cfg.seeds {
             let shots = match k {
@@ -157,44 +177,82 @@ fn sweep_with<B: Backbone<F>, const F: usize>(
             };
             let train = Examples::from_view(&shots, norm)?;
             let shot_ids: HashSet<u32> = shots.indices().iter().copied().collect();
-            let monitor_data =
-                monitor_set(&pool, pool_view.indices(), &shot_ids, MONITOR_PER_CLASS);
+            let monitor = monitor_set(&pool, pool_view.indices(), &shot_ids, MONITOR_PER_CLASS);
             let steps = crate::train::Schedule::target_default(train.len()).steps;
-            let monitor = (!monitor_data.is_empty()).then_some(Monitor {
-                data: &monitor_data,
-                every: (steps / 10).max(1),
+            groups.push(Group {
+                k,
+                seed,
+                train,
+                monitor,
+                steps,
             });
-            for &strategy in &cfg.strategies {
-                bar.set_message(format!(
-                    "{strategy} k={} seed={seed}",
-                    k.map_or("all".into(), |k| k.to_string())
-                ));
-                if let Some(m) = meter.as_mut() {
-                    // Restart the count: only the run's own energy is attributed to it.
-                    let _ = m.joules_since_start();
-                }
-                let run = run_strategy::<B, F>(strategy, &pretrained, &train, seed, monitor)?;
-                let (joules, source) = energy::joules_or_estimate(meter.as_mut(), run.flops);
-                let accuracy = test.evaluate(&run.model)?;
-                tracing::info!(%strategy, ?k, seed, accuracy, "run finished");
-                results.push(RunRecord {
-                    protocol: cfg.protocol.name().into(),
-                    network: B::NAME.into(),
-                    strategy: strategy.to_string(),
-                    k,
-                    seed,
-                    accuracy,
-                    wall_seconds: run.wall_seconds,
-                    flops: run.flops,
-                    joules,
-                    energy_source: source,
-                    co2_grams: energy::co2_grams(joules, cfg.grid_g_per_kwh),
-                    curve: run.curve,
-                });
-                bar.inc(1);
-            }
         }
     }
+    let tasks: Vec<(usize, Strategy)> = (0..groups.len())
+        .flat_map(|g| cfg.strategies.iter().map(move |&s| (g, s)))
+        .collect();
+    let bar = progress_bar(tasks.len() as u64, "runs");
+    let jobs = cfg.jobs.clamp(1, tasks.len().max(1));
+    let threads_per_job = (default_jobs() / jobs).max(1);
+    // RAPL counts the whole package: with runs side by side it cannot be split between
+    // them, so energy is then estimated from each run's FLOPs (the report says which).
+    let meter = Mutex::new(if jobs == 1 {
+        EnergyMeter::start()
+    } else {
+        None
+    });
+    let queue = Mutex::new(tasks.iter().enumerate());
+    let done: Mutex<Vec<(usize, RunRecord)>> = Mutex::new(Vec::with_capacity(tasks.len()));
+    let failed: Mutex<Option<TransferError>> = Mutex::new(None);
+    let worker = || -> Result<(), TransferError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads_per_job)
+            .build()
+            .map_err(|e| {
+                TransferError::Config(format!("cannot start a worker thread pool: {e}"))
+            })?;
+        loop {
+            if lock(&failed).is_some() {
+                return Ok(());
+            }
+            let Some((index, &(g, strategy))) = lock(&queue).next() else {
+                return Ok(());
+            };
+            let group = &groups[g];
+            let record = pool.install(|| {
+                run_one::<B, F>(cfg, &pretrained, group, strategy, &test, &meter, &bar)
+            });
+            match record {
+                Ok(r) => lock(&done).push((index, r)),
+                Err(e) => {
+                    lock(&failed).get_or_insert(e);
+                    return Ok(());
+                }
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (1..jobs).map(|_| s.spawn(worker)).collect();
+        let mine = worker();
+        for h in handles {
+            if let Ok(Err(e)) | Err(e) = h
+                .join()
+                .map_err(|_| TransferError::Config("a sweep worker thread panicked".into()))
+            {
+                lock(&failed).get_or_insert(e);
+            }
+        }
+        if let Err(e) = mine {
+            lock(&failed).get_or_insert(e);
+        }
+    });
+    if let Some(e) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        bar.abandon();
+        return Err(e);
+    }
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_by_key(|(i, _)| *i);
+    let results: Vec<RunRecord> = done.into_iter().map(|(_, r)| r).collect();
     bar.finish_and_clear();
     let summary = report::summarize(&results);
     let report = Report {
@@ -218,8 +276,65 @@ fn sweep_with<B: Backbone<F>, const F: usize>(
     Ok(SweepOutcome { report, dir })
 }
 
-/// `YYYYMMDD-HHMMSS-<protocol>` in UTC, from the system clock.
-fn run_id(protocol: &str) -> String {
+/// Trains one (group, strategy) run and evaluates it on the test split, once.
+fn run_one<B: Backbone<F> + Sync, const F: usize>(
+    cfg: &SweepConfig,
+    pretrained: &B,
+    group: &Group,
+    strategy: Strategy,
+    test: &TestSplit,
+    meter: &Mutex<Option<EnergyMeter>>,
+    bar: &indicatif::ProgressBar,
+) -> Result<RunRecord, TransferError> {
+    let k = group.k;
+    bar.set_message(format!(
+        "{strategy} k={} seed={}",
+        k.map_or("all".into(), |k| k.to_string()),
+        group.seed
+    ));
+    if let Some(m) = lock(meter).as_mut() {
+        // Restart the count: only the run's own energy is attributed to it.
+        let _ = m.joules_since_start();
+    }
+    let monitor = (!group.monitor.is_empty()).then_some(Monitor {
+        data: &group.monitor,
+        every: (group.steps / 10).max(1),
+    });
+    let run = run_strategy_with::<B, F>(
+        strategy,
+        pretrained,
+        &group.train,
+        group.seed,
+        monitor,
+        &cfg.training,
+    )?;
+    let (joules, source) = energy::joules_or_estimate(lock(meter).as_mut(), run.flops);
+    let accuracy = test.evaluate(&run.model)?;
+    tracing::info!(%strategy, ?k, seed = group.seed, accuracy, "run finished");
+    bar.inc(1);
+    Ok(RunRecord {
+        protocol: cfg.protocol.name().into(),
+        network: B::NAME.into(),
+        strategy: strategy.to_string(),
+        k,
+        seed: group.seed,
+        accuracy,
+        wall_seconds: run.wall_seconds,
+        flops: run.flops,
+        joules,
+        energy_source: source,
+        co2_grams: energy::co2_grams(joules, cfg.grid_g_per_kwh),
+        curve: run.curve,
+    })
+}
+
+/// Locks a mutex, recovering the data if another worker panicked while holding it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A report folder's name: `YYYYMMDD-HHMMSS-<protocol>` in UTC, from the system clock.
+pub fn run_id(protocol: &str) -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs()) as i64;

@@ -11,9 +11,10 @@ use graft_nn::{
 use serde::Serialize;
 
 use crate::examples::Examples;
+use crate::options::TrainOptions;
 use crate::pretrain::{pretrained_backbone, PretrainConfig, PretrainInfo};
 use crate::protocol::{DataDirs, Protocol, ProtocolData};
-use crate::strategy::{evaluate, run_strategy, Strategy};
+use crate::strategy::{evaluate, run_strategy_with, Strategy};
 use crate::TransferError;
 
 /// Pretrains `network` on `protocol`'s source task (or reuses the cached checkpoint) and
@@ -87,6 +88,8 @@ pub struct TransferRequest {
     pub seed: u64,
     /// Where to save the trained network.
     pub out: PathBuf,
+    /// Optimiser, schedule, early stopping, training-state files, feature cache.
+    pub options: TrainOptions,
 }
 
 /// Reuses the request's checkpoint backbone on its protocol's target with its strategy, `k`
@@ -107,6 +110,7 @@ fn transfer_with<B: Backbone<F>, const F: usize>(
         k,
         seed,
         out,
+        options,
         ..
     } = req;
     let (protocol, strategy, k, seed) = (*protocol, *strategy, *k, *seed);
@@ -136,7 +140,7 @@ fn transfer_with<B: Backbone<F>, const F: usize>(
         None => pool.k_shot_all(seed)?,
     };
     let train = Examples::from_view(&shots, normalize)?;
-    let run = run_strategy::<B, F>(strategy, &source.backbone, &train, seed, None)?;
+    let run = run_strategy_with::<B, F>(strategy, &source.backbone, &train, seed, None, options)?;
     let test = Examples::from_view(&protocol.target_test(&ds)?, normalize)?;
     let accuracy = evaluate(&run, &test)?;
     checkpoint::save(out, &run.model, B::NAME, Some(norm))?;

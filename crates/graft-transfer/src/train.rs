@@ -1,14 +1,28 @@
 //! The training loops: a whole classifier (backbone and head at their own learning rates)
-//! and a head alone on cached features. Both minimise the mean cross-entropy with Adam.
+//! and a head alone on cached features. Both minimise the mean cross-entropy with the
+//! plan's optimiser (Adam by default) and learning-rate schedule; the classifier loop also
+//! stops early on a validation set, saves and resumes its training state, and stops
+//! cleanly when asked (see [`TrainControl`]).
 
 use dfdx::prelude::*;
 use std::time::Instant;
 
-use graft_nn::{Backbone, Classifier, Head, InputBatch, Parameters, INPUT_LEN};
+use graft_nn::{Backbone, Classifier, InputBatch, INPUT_LEN};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+pub use crate::control::{StateFiles, TrainControl, Validation};
+pub use crate::head_train::{train_head, train_head_with};
+pub use crate::l2sp::L2Sp;
+pub use crate::metrics::{accuracy, extract_features, mean_loss};
+
+use crate::metrics::check_width;
+
+use crate::control::diverged;
+use crate::early_stop::Stopper;
 use crate::examples::{Examples, Shuffler};
-use crate::optim::{Adam, AdamConfig};
+use crate::lr_schedule::LrSchedule;
+use crate::optim::{Optimizer, OptimizerConfig};
+use crate::state::{self, StateHeader};
 use crate::TransferError;
 
 /// How long a training run lasts and how it draws batches.
@@ -63,6 +77,10 @@ pub struct TrainPlan {
     pub unfreeze_every: Option<usize>,
     /// L2-SP regularisation towards the starting weights.
     pub l2sp: Option<L2Sp>,
+    /// The optimiser (default Adam).
+    pub optimizer: OptimizerConfig,
+    /// The learning-rate multiplier over the run (default constant).
+    pub lr_schedule: LrSchedule,
 }
 
 impl TrainPlan {
@@ -74,6 +92,8 @@ impl TrainPlan {
             block_lrs: vec![lrs.backbone; blocks],
             unfreeze_every: None,
             l2sp: None,
+            optimizer: OptimizerConfig::default(),
+            lr_schedule: LrSchedule::Constant,
         }
     }
 
@@ -95,59 +115,6 @@ impl TrainPlan {
     }
 }
 
-/// L2-SP (Li, Grandvalet & Davoine, 2018): `alpha/2 |w - w0|^2` over the pretrained
-/// (backbone) weights plus `beta/2 |w|^2` over the new head.
-#[derive(Debug, Clone, PartialEq)]
-pub struct L2Sp {
-    /// Weight of the pull towards the starting point.
-    pub alpha: f32,
-    /// Weight decay of the new head.
-    pub beta: f32,
-    /// The starting (pretrained) backbone weights, by parameter name.
-    pub start: std::collections::HashMap<String, Vec<f32>>,
-}
-
-impl L2Sp {
-    /// The penalty's value for `model`'s current weights (`head` names the head's module).
-    pub fn penalty(&self, model: &impl Parameters, head: &str) -> f64 {
-        let mut total = 0.0f64;
-        model.visit_params(&mut |name, p| {
-            let w = p.to_vec();
-            total += match self.start.get(name) {
-                Some(w0) if !is_head(name, head) => {
-                    0.5 * self.alpha as f64
-                        * w.iter()
-                            .zip(w0)
-                            .map(|(a, b)| ((a - b) as f64).powi(2))
-                            .sum::<f64>()
-                }
-                _ => 0.5 * self.beta as f64 * w.iter().map(|a| (*a as f64).powi(2)).sum::<f64>(),
-            };
-        });
-        total
-    }
-
-    /// Adds the penalty's gradient for parameter `name` (weights `w`) to `g`.
-    pub fn add_gradient(&self, name: &str, head: &str, w: &[f32], g: &mut [f32]) {
-        match self.start.get(name) {
-            Some(w0) if !is_head(name, head) => {
-                for ((gi, wi), w0i) in g.iter_mut().zip(w).zip(w0) {
-                    *gi += self.alpha * (wi - w0i);
-                }
-            }
-            _ => {
-                for (gi, wi) in g.iter_mut().zip(w) {
-                    *gi += self.beta * wi;
-                }
-            }
-        }
-    }
-}
-
-fn is_head(name: &str, head: &str) -> bool {
-    name.strip_prefix(head).is_some_and(|r| r.starts_with('.'))
-}
-
 /// Index of the backbone block a parameter belongs to (its name's first component).
 fn block_of(name: &str, blocks: &[&str]) -> Option<usize> {
     let first = name.split('.').next()?;
@@ -165,7 +132,7 @@ pub struct Monitor<'a> {
 }
 
 /// One point of a training curve.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CurvePoint {
     /// Optimiser steps so far.
     pub step: usize,
@@ -180,8 +147,10 @@ pub struct CurvePoint {
 /// What a training run cost.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainStats {
-    /// Optimiser steps taken.
+    /// Optimiser steps taken (fewer than planned when stopped early).
     pub steps: usize,
+    /// With early stopping: the step whose weights were kept (best validation loss).
+    pub best_step: Option<usize>,
     /// Mean loss over the last epoch's worth of steps.
     pub final_loss: f32,
     /// Floating-point operations spent (forward + backward, counted analytically).
@@ -204,7 +173,7 @@ pub fn progress_bar(len: u64, label: &str) -> ProgressBar {
 }
 
 /// Mean cross-entropy of `logits` against integer labels.
-fn cross_entropy<T: Tape<f32, Cpu>>(
+pub(crate) fn cross_entropy<T: Tape<f32, Cpu>>(
     dev: &Cpu,
     logits: Tensor<(usize, usize), f32, Cpu, T>,
     labels: &[usize],
@@ -219,15 +188,7 @@ fn cross_entropy<T: Tape<f32, Cpu>>(
     (lsm * onehot).sum::<Rank0, _>().negate() / b as f32
 }
 
-fn check_loss(loss: f32, step: usize) -> Result<(), TransferError> {
-    if loss.is_finite() {
-        Ok(())
-    } else {
-        Err(TransferError::Diverged { step, loss })
-    }
-}
-
-/// Trains `model` on `data` with Adam following `plan`.
+/// Trains `model` on `data` following `plan` (a plain run: see [`train_classifier_with`]).
 pub fn train_classifier<B: Backbone<F>, const F: usize>(
     dev: &Cpu,
     model: &mut Classifier<B, F>,
@@ -237,22 +198,135 @@ pub fn train_classifier<B: Backbone<F>, const F: usize>(
     monitor: Option<Monitor<'_>>,
     bar: &ProgressBar,
 ) -> Result<TrainStats, TransferError> {
+    let ctl = TrainControl::default();
+    train_classifier_with(dev, model, data, plan, seed, monitor, bar, ctl)
+}
+
+/// Where a classifier run stands; what a training-state file holds besides the tensors.
+struct Progress {
+    shuffler: Shuffler,
+    opt: Optimizer,
+    stopper: Stopper,
+    step: usize,
+    flops: f64,
+    seconds: f64,
+    curve: Vec<CurvePoint>,
+    recent: Recent,
+}
+
+impl Progress {
+    fn header(&self, plan: &TrainPlan, seed: u64, examples: usize, early: bool) -> StateHeader {
+        let (shuffles, pos) = self.shuffler.position();
+        StateHeader {
+            step: self.step,
+            total_steps: plan.schedule.steps,
+            seed,
+            examples,
+            batch: plan.schedule.batch,
+            shuffles,
+            pos,
+            optimizer: self.opt.config().name().into(),
+            optimizer_step: self.opt.steps(),
+            flops: self.flops,
+            seconds: self.seconds,
+            recent: self.recent.values.iter().copied().collect(),
+            curve: self.curve.clone(),
+            early: early
+                .then_some(self.stopper.best_loss)
+                .flatten()
+                .map(|l| (l, self.stopper.best_step, self.stopper.bad)),
+        }
+    }
+}
+
+/// [`train_classifier`] with early stopping, training-state files, resumption and a stop
+/// check (`ctl`). A resumed run continues with the saved weights, optimiser moments, batch
+/// order and step, and ends with the same weights as an uninterrupted one.
+#[allow(clippy::too_many_arguments)]
+pub fn train_classifier_with<B: Backbone<F>, const F: usize>(
+    dev: &Cpu,
+    model: &mut Classifier<B, F>,
+    data: &Examples,
+    plan: &TrainPlan,
+    seed: u64,
+    monitor: Option<Monitor<'_>>,
+    bar: &ProgressBar,
+    ctl: TrainControl<'_>,
+) -> Result<TrainStats, TransferError> {
     check_width(data, INPUT_LEN)?;
+    if let Some(v) = ctl.validation {
+        check_width(v.data, INPUT_LEN)?;
+    }
     let schedule = plan.schedule;
-    let mut shuffler = Shuffler::new(data.len(), schedule.batch, seed);
-    let mut opt = Adam::new(AdamConfig::default());
+    let mut run = Progress {
+        shuffler: Shuffler::new(data.len(), schedule.batch, seed),
+        opt: Optimizer::new(plan.optimizer),
+        stopper: Stopper::default(),
+        step: 0,
+        flops: 0.0,
+        seconds: 0.0,
+        curve: Vec::new(),
+        recent: Recent::new(data.len().div_ceil(schedule.batch)),
+    };
+    if let Some(st) = ctl.resume {
+        let h = &st.header;
+        if (h.examples, h.batch, h.total_steps, h.seed)
+            != (data.len(), schedule.batch, schedule.steps, seed)
+        {
+            return Err(TransferError::Config(format!(
+                "{}: saved for {} examples, batch {}, {} steps, seed {}; this run has {}, {}, \
+                 {}, {}; resume with the same --k, --seed and strategy",
+                st.path.display(),
+                h.examples,
+                h.batch,
+                h.total_steps,
+                h.seed,
+                data.len(),
+                schedule.batch,
+                schedule.steps,
+                seed
+            )));
+        }
+        st.restore_weights(model)?;
+        st.optimizer(&mut run.opt)?;
+        run.shuffler = Shuffler::resume(data.len(), schedule.batch, seed, h.shuffles, h.pos);
+        run.stopper = st.stopper();
+        (run.step, run.flops, run.seconds) = (h.step, h.flops, h.seconds);
+        run.curve = h.curve.clone();
+        h.recent.iter().for_each(|&v| run.recent.push(v));
+        bar.inc(h.step as u64);
+        tracing::info!(path = %st.path.display(), step = h.step, "resuming training");
+    }
+    let early = ctl.validation.is_some();
+    let mut last_saved: Option<std::path::PathBuf> = None;
+    let save = |run: &Progress, model: &Classifier<B, F>| -> Result<_, TransferError> {
+        let Some(files) = ctl.state else {
+            return Ok(None);
+        };
+        let path = files.state_path();
+        let header = run.header(plan, seed, data.len(), early);
+        state::save(
+            &path,
+            header,
+            model,
+            &run.opt,
+            early.then_some(&run.stopper),
+        )?;
+        Ok(Some(path))
+    };
     let (mut xb, mut yb) = (Vec::new(), Vec::new());
     let head_prefix = format!("{}.", B::HEAD_NAME);
     let block_flops = B::block_forward_flops();
     let head_fwd = model.head.forward_flops_per_sample() as f64;
     let backbone_fwd: f64 = block_flops.iter().map(|&f| f as f64).sum();
-    let mut flops = 0.0;
-    let mut seconds = 0.0;
-    let mut curve = Vec::new();
-    let mut recent = Recent::new(data.len().div_ceil(schedule.batch));
-    for step in 0..schedule.steps {
+    while run.step < schedule.steps && patient(ctl.validation, &run.stopper) {
+        let step = run.step;
+        if ctl.should_stop(step) {
+            let saved_to = save(&run, model)?;
+            return Err(TransferError::Interrupted { step, saved_to });
+        }
         let started = Instant::now();
-        data.gather(shuffler.next_batch(), &mut xb, &mut yb);
+        data.gather(run.shuffler.next_batch(), &mut xb, &mut yb);
         let b = yb.len();
         let x: InputBatch = dev.tensor_from_vec(xb.clone(), (b, Const));
         let frozen = plan.frozen_prefix(step);
@@ -263,185 +337,115 @@ pub fn train_classifier<B: Backbone<F>, const F: usize>(
         let trained_fwd: f64 = (frozen..block_flops.len())
             .map(|i| block_flops[i] as f64)
             .sum();
-        flops += (backbone_fwd + head_fwd + 2.0 * (trained_fwd + head_fwd)) * b as f64;
         let loss = cross_entropy(dev, logits, &yb);
         let value = loss.array();
-        check_loss(value, step)?;
+        if !value.is_finite() {
+            let files = ctl.state;
+            return Err(diverged(
+                step,
+                value,
+                model,
+                B::NAME,
+                files,
+                last_saved.as_deref(),
+            ));
+        }
+        run.flops += (backbone_fwd + head_fwd + 2.0 * (trained_fwd + head_fwd)) * b as f64;
         let mut grads = loss.backward();
+        let mult = plan.lr_schedule.multiplier(step, schedule.steps);
         let lr_for = |name: &str| {
             if name.starts_with(&head_prefix) {
-                return Some(plan.head_lr);
+                return Some(plan.head_lr * mult);
             }
             let i = block_of(name, B::BLOCKS)?;
             plan.block_trains(i, step)
                 .then(|| plan.block_lrs[i])
                 .flatten()
+                .map(|lr| lr * mult)
         };
         match &plan.l2sp {
-            Some(l2sp) => opt.update_with(model, &mut grads, &lr_for, &|name, w, g| {
-                l2sp.add_gradient(name, B::HEAD_NAME, w, g)
-            })?,
-            None => opt.update(model, &mut grads, &lr_for)?,
+            Some(l2sp) => run
+                .opt
+                .update_with(model, &mut grads, &lr_for, &|name, w, g| {
+                    l2sp.add_gradient(name, B::HEAD_NAME, w, g)
+                })?,
+            None => run.opt.update(model, &mut grads, &lr_for)?,
         }
-        recent.push(value);
-        seconds += started.elapsed().as_secs_f64();
+        run.recent.push(value);
+        run.seconds += started.elapsed().as_secs_f64();
+        run.step += 1;
         bar.inc(1);
+        let done = run.step == schedule.steps;
         if let Some(m) = monitor {
-            if (step + 1) % m.every.max(1) == 0 || step + 1 == schedule.steps {
-                curve.push(CurvePoint {
-                    step: step + 1,
-                    seconds,
-                    flops,
-                    accuracy: accuracy(dev, model, m.data)?,
+            if run.step % m.every.max(1) == 0 || done {
+                let accuracy = accuracy(dev, model, m.data)?;
+                run.curve.push(CurvePoint {
+                    step: run.step,
+                    seconds: run.seconds,
+                    flops: run.flops,
+                    accuracy,
                 });
             }
         }
-    }
-    Ok(TrainStats {
-        steps: schedule.steps,
-        final_loss: recent.mean(),
-        flops,
-        seconds,
-        curve,
-    })
-}
-
-/// Trains `head` alone on cached `F`-wide features.
-pub fn train_head<const F: usize>(
-    dev: &Cpu,
-    head: &mut Head<F>,
-    features: &Examples,
-    lr: f32,
-    schedule: Schedule,
-    seed: u64,
-    bar: &ProgressBar,
-) -> Result<TrainStats, TransferError> {
-    check_width(features, F)?;
-    let started = Instant::now();
-    let mut shuffler = Shuffler::new(features.len(), schedule.batch, seed);
-    let mut opt = Adam::new(AdamConfig::default());
-    let (mut xb, mut yb) = (Vec::new(), Vec::new());
-    let mut flops = 0.0;
-    let mut recent = Recent::new(features.len().div_ceil(schedule.batch));
-    let mut params = HeadParams(head);
-    for step in 0..schedule.steps {
-        features.gather(shuffler.next_batch(), &mut xb, &mut yb);
-        let b = yb.len();
-        let x: Tensor<(usize, Const<F>), f32, Cpu> = dev.tensor_from_vec(xb.clone(), (b, Const));
-        let logits = params.0.forward(x.traced(Gradients::leaky()));
-        let loss = cross_entropy(dev, logits, &yb);
-        let v = loss.array();
-        check_loss(v, step)?;
-        let mut grads = loss.backward();
-        opt.update(&mut params, &mut grads, &|_| Some(lr))?;
-        flops += 3.0 * params.0.forward_flops_per_sample() as f64 * b as f64;
-        recent.push(v);
-        bar.inc(1);
-    }
-    Ok(TrainStats {
-        steps: schedule.steps,
-        final_loss: recent.mean(),
-        flops,
-        seconds: started.elapsed().as_secs_f64(),
-        curve: Vec::new(),
-    })
-}
-
-/// A head seen as a parameter collection with anonymous names.
-struct HeadParams<'h, const F: usize>(&'h mut Head<F>);
-
-impl<const F: usize> Parameters for HeadParams<'_, F> {
-    fn visit_params(&self, f: &mut dyn FnMut(&str, &dyn graft_nn::Param)) {
-        self.0.visit("head", f)
-    }
-    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&str, &mut dyn graft_nn::Param)) {
-        self.0.visit_mut("head", f)
-    }
-}
-
-/// Backbone features of every row of `data`, computed without recording gradients.
-pub fn extract_features<B: Backbone<F>, const F: usize>(
-    dev: &Cpu,
-    backbone: &B,
-    data: &Examples,
-) -> Result<Examples, TransferError> {
-    check_width(data, INPUT_LEN)?;
-    let mut x = Vec::with_capacity(data.len() * F);
-    for chunk in data.x.chunks(256 * INPUT_LEN) {
-        let b = chunk.len() / INPUT_LEN;
-        let t: InputBatch = dev.tensor_from_vec(chunk.to_vec(), (b, Const));
-        x.extend(backbone.forward(t).as_vec());
-    }
-    Ok(Examples {
-        x,
-        y: data.y.clone(),
-        width: F,
-        num_classes: data.num_classes,
-    })
-}
-
-/// Fraction of `data` that `model` classifies correctly.
-pub fn accuracy<B: Backbone<F>, const F: usize>(
-    dev: &Cpu,
-    model: &Classifier<B, F>,
-    data: &Examples,
-) -> Result<f64, TransferError> {
-    check_width(data, INPUT_LEN)?;
-    let mut correct = 0usize;
-    for (chunk, labels) in data.x.chunks(256 * INPUT_LEN).zip(data.y.chunks(256)) {
-        let t: InputBatch = dev.tensor_from_vec(chunk.to_vec(), (labels.len(), Const));
-        let logits = model.forward(t).as_vec();
-        let c = model.num_classes();
-        for (row, &label) in logits.chunks(c).zip(labels) {
-            correct += usize::from(argmax(row) == label);
+        if let Some(v) = ctl.validation {
+            if run.step % v.early.every.max(1) == 0 || done {
+                let loss = mean_loss(dev, model, v.data)?;
+                run.stopper.observe(loss, run.step, model, v.early.patience);
+            }
+        }
+        if ctl
+            .state
+            .and_then(|f| f.every)
+            .is_some_and(|e| run.step % e.max(1) == 0 && !done)
+        {
+            last_saved = save(&run, model)?;
         }
     }
-    Ok(correct as f64 / data.len().max(1) as f64)
+    save(&run, model)?;
+    let best_step = early.then_some(run.stopper.best_step);
+    if early && run.stopper.best_loss.is_some() {
+        run.stopper.restore(model);
+        tracing::info!(
+            stopped_at = run.step,
+            best_step = run.stopper.best_step,
+            "early stopping restored the best weights"
+        );
+    }
+    Ok(TrainStats {
+        steps: run.step,
+        best_step,
+        final_loss: run.recent.mean(),
+        flops: run.flops,
+        seconds: run.seconds,
+        curve: run.curve,
+    })
 }
 
-fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best
-}
-
-fn check_width(data: &Examples, width: usize) -> Result<(), TransferError> {
-    if data.width == width && data.x.len() == data.len() * width {
-        Ok(())
-    } else {
-        Err(TransferError::Shape(format!(
-            "examples have width {} ({} values for {} rows), the network takes {width}",
-            data.width,
-            data.x.len(),
-            data.len()
-        )))
-    }
+/// Whether training may go on: no early stopping, or patience not yet exhausted.
+pub(crate) fn patient(validation: Option<Validation<'_>>, s: &Stopper) -> bool {
+    validation.map_or(true, |v| s.bad < v.early.patience)
 }
 
 /// Running mean of the last `n` losses.
-struct Recent {
+pub(crate) struct Recent {
     values: std::collections::VecDeque<f32>,
     n: usize,
 }
 
 impl Recent {
-    fn new(n: usize) -> Self {
+    pub(crate) fn new(n: usize) -> Self {
         Self {
             values: Default::default(),
             n: n.max(1),
         }
     }
-    fn push(&mut self, v: f32) {
+    pub(crate) fn push(&mut self, v: f32) {
         if self.values.len() == self.n {
             self.values.pop_front();
         }
         self.values.push_back(v);
     }
-    fn mean(&self) -> f32 {
+    pub(crate) fn mean(&self) -> f32 {
         self.values.iter().sum::<f32>() / self.values.len().max(1) as f32
     }
 }

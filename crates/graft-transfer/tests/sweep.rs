@@ -29,6 +29,8 @@ fn a_sweep_reads_the_test_split_once_per_run_and_writes_every_file() {
             ..PretrainConfig::default()
         },
         grid_g_per_kwh: 400.0,
+        jobs: 2,
+        training: Default::default(),
     };
     let out = run_sweep(&cfg).unwrap();
     let r = &out.report;
@@ -71,4 +73,13 @@ fn a_sweep_reads_the_test_split_once_per_run_and_writes_every_file() {
         .all(|s| s.gain_ci95.is_some()));
     let csv = std::fs::read_to_string(out.dir.join("report.csv")).unwrap();
     assert_eq!(csv.lines().count(), 7);
+
+    // Two runs side by side (one thread each) give exactly what one run at a time gives,
+    // in the same order.
+    let serial = run_sweep(&SweepConfig { jobs: 1, ..cfg }).unwrap();
+    let key = |r: &graft_transfer::report::RunRecord| (r.strategy.clone(), r.seed, r.accuracy);
+    assert_eq!(
+        serial.report.results.iter().map(key).collect::<Vec<_>>(),
+        r.results.iter().map(key).collect::<Vec<_>>()
+    );
 }

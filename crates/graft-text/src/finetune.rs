@@ -1,0 +1,334 @@
+//! `fine-tune` and `lp-ft`: MiniLM's top blocks and a new linear head trained together on
+//! the k-shot texts, the lower blocks frozen.
+//!
+//! The frozen part runs once per text ([`FrozenStates`]); training then runs only the top
+//! blocks, with dfdx's tape, and graft's own Adam over the trained tensors.
+
+use dfdx::losses::cross_entropy_with_logits_loss;
+use dfdx::shapes::{HasShape, Shape};
+use dfdx::tensor::{Cpu, Gradients, NoneTape, Tape, Tensor, TensorFromVec, Trace};
+use dfdx::tensor_ops::Backward;
+use graft_data::SplitMix64;
+
+use crate::bert::{l2_normalize, BertLayer, EncoderInput, LayerNorm, Linear, Matrix};
+use crate::head::LinearHead;
+use crate::minilm::MiniLm;
+use crate::tokenize::TokenBatch;
+use crate::TextError;
+
+/// Hidden states of each text entering the first trained block (real tokens only), and its
+/// sentence embedding from the whole (pretrained) encoder.
+#[derive(Debug, Clone)]
+pub struct FrozenStates {
+    /// Index of the first trained block.
+    pub from_block: usize,
+    /// Hidden width.
+    pub dim: usize,
+    /// Per text: `tokens * dim` values.
+    pub states: Vec<Vec<f32>>,
+    /// Per text: its sentence embedding (`dim` values).
+    pub embeddings: Vec<Vec<f32>>,
+}
+
+impl FrozenStates {
+    /// Runs `model` on `texts` (`batch` at a time, grouped by length) and keeps the states
+    /// entering block `from_block` and the final sentence embeddings.
+    pub fn compute(
+        model: &MiniLm,
+        texts: &[&str],
+        from_block: usize,
+        batch: usize,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Self, TextError> {
+        let layers = model.encoder.layers.len();
+        if from_block > layers {
+            return Err(TextError::Invalid(format!(
+                "cannot train blocks from {from_block}: the model has {layers}"
+            )));
+        }
+        let d = model.dim();
+        let seqs = texts
+            .iter()
+            .map(|t| model.tokenizer.encode(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| seqs[i].len());
+        let mut states = vec![Vec::new(); texts.len()];
+        let mut embeddings = vec![Vec::new(); texts.len()];
+        let mut done = 0;
+        for chunk in order.chunks(batch.max(1)) {
+            let group: Vec<Vec<u32>> = chunk.iter().map(|&i| seqs[i].clone()).collect();
+            let tokens = crate::tokenize::pad(&group, model.tokenizer.pad_id());
+            let enc = &model.encoder;
+            let input = enc.input(&tokens)?;
+            let x = enc.blocks(0..from_block, enc.embed::<NoneTape>(&input), &input);
+            let xv = x.as_vec();
+            let top = enc.blocks(from_block..layers, x, &input);
+            let emb = l2_normalize(enc.mean_pool::<NoneTape>(top, &input)).as_vec();
+            for (r, &i) in chunk.iter().enumerate() {
+                let len = group[r].len();
+                let at = r * tokens.seq * d;
+                states[i] = xv[at..at + len * d].to_vec();
+                embeddings[i] = emb[r * d..(r + 1) * d].to_vec();
+            }
+            done += chunk.len();
+            progress(done);
+        }
+        Ok(Self {
+            from_block,
+            dim: d,
+            states,
+            embeddings,
+        })
+    }
+
+    /// A padded batch of the texts `ids`: the input tensors (mask, pooling) and the states
+    /// as a `(batch * seq, dim)` matrix (padding rows zero).
+    fn batch(&self, model: &MiniLm, ids: &[usize]) -> Result<(EncoderInput, Matrix), TextError> {
+        let d = self.dim;
+        let lens: Vec<usize> = ids.iter().map(|&i| self.states[i].len() / d).collect();
+        let seqs: Vec<Vec<u32>> = lens.iter().map(|&l| vec![0u32; l]).collect();
+        let tokens: TokenBatch = crate::tokenize::pad(&seqs, 0);
+        let input = model.encoder.input(&tokens)?;
+        let mut x = vec![0.0f32; ids.len() * tokens.seq * d];
+        for (r, &i) in ids.iter().enumerate() {
+            let at = r * tokens.seq * d;
+            x[at..at + self.states[i].len()].copy_from_slice(&self.states[i]);
+        }
+        let x = model
+            .encoder
+            .dev
+            .tensor_from_vec(x, (ids.len() * tokens.seq, d));
+        Ok((input, x))
+    }
+}
+
+/// Settings of [`fine_tune`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FineTuneConfig {
+    /// Adam steps.
+    pub steps: usize,
+    /// Texts per step.
+    pub batch: usize,
+    /// Learning rate of the trained blocks.
+    pub block_lr: f32,
+    /// Learning rate of the head.
+    pub head_lr: f32,
+    /// Seed of the head's initial weights (when not given) and of the batch order.
+    pub seed: u64,
+}
+
+impl Default for FineTuneConfig {
+    fn default() -> Self {
+        Self {
+            steps: 30,
+            batch: 16,
+            block_lr: 1e-4,
+            head_lr: 1e-2,
+            seed: 0,
+        }
+    }
+}
+
+/// The trained top of the network: copies of the top blocks and a linear head on the
+/// L2-normalised mean-pooled states.
+#[derive(Debug, Clone)]
+pub struct TextClassifier {
+    /// The trained blocks, bottom first.
+    pub layers: Vec<BertLayer>,
+    /// The head.
+    pub head: Linear,
+    heads: usize,
+}
+
+impl TextClassifier {
+    /// Logits of a batch.
+    fn forward<T: Tape<f32, Cpu>>(&self, mut x: Matrix<T>, input: &EncoderInput) -> Matrix<T> {
+        for l in &self.layers {
+            x = l.forward(self.heads, x, input);
+        }
+        let pooled = input.mean_pool(x);
+        self.head.forward(l2_normalize(pooled))
+    }
+
+    /// Predicted classes of the texts `ids`.
+    pub fn predict(
+        &self,
+        model: &MiniLm,
+        states: &FrozenStates,
+        ids: &[usize],
+    ) -> Result<Vec<usize>, TextError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(64) {
+            let (input, x) = states.batch(model, chunk)?;
+            let logits = self.forward::<NoneTape>(x, &input);
+            let c = logits.shape().1;
+            let z = logits.as_vec();
+            for r in 0..chunk.len() {
+                let row = &z[r * c..(r + 1) * c];
+                out.push((0..c).fold(0, |b, j| if row[j] > row[b] { j } else { b }));
+            }
+        }
+        Ok(out)
+    }
+
+    fn visit(&mut self, block_lr: f32, head_lr: f32, f: &mut dyn FnMut(&mut dyn Trainable, f32)) {
+        let lin = |l: &mut Linear, lr: f32, f: &mut dyn FnMut(&mut dyn Trainable, f32)| {
+            f(&mut l.weight, lr);
+            f(&mut l.bias, lr);
+        };
+        let norm = |n: &mut LayerNorm, lr: f32, f: &mut dyn FnMut(&mut dyn Trainable, f32)| {
+            f(&mut n.weight, lr);
+            f(&mut n.bias, lr);
+        };
+        for l in &mut self.layers {
+            lin(&mut l.query, block_lr, f);
+            lin(&mut l.key, block_lr, f);
+            lin(&mut l.value, block_lr, f);
+            lin(&mut l.attention_out, block_lr, f);
+            norm(&mut l.attention_norm, block_lr, f);
+            lin(&mut l.intermediate, block_lr, f);
+            lin(&mut l.output, block_lr, f);
+            norm(&mut l.output_norm, block_lr, f);
+        }
+        lin(&mut self.head, head_lr, f);
+    }
+}
+
+/// A trained tensor seen without its shape.
+trait Trainable {
+    fn values(&self) -> Vec<f32>;
+    fn set(&mut self, v: &[f32]);
+    fn grad(&self, grads: &mut Gradients<f32, Cpu>) -> Result<Vec<f32>, TextError>;
+}
+
+impl<S: Shape> Trainable for Tensor<S, f32, Cpu> {
+    fn values(&self) -> Vec<f32> {
+        self.as_vec()
+    }
+    fn set(&mut self, v: &[f32]) {
+        self.copy_from(v);
+    }
+    fn grad(&self, grads: &mut Gradients<f32, Cpu>) -> Result<Vec<f32>, TextError> {
+        let g = grads
+            .get_or_alloc_mut(self)
+            .map_err(|e| TextError::Tensor(format!("{e:?}")))?;
+        Ok(g.to_vec())
+    }
+}
+
+/// What [`fine_tune`] returns.
+#[derive(Debug, Clone)]
+pub struct FineTuned {
+    /// The trained top blocks and head.
+    pub model: TextClassifier,
+    /// Training FLOPs (analytic estimate).
+    pub flops: f64,
+}
+
+/// Trains copies of `model`'s blocks from `states.from_block` up and a head on the texts
+/// `train` (indices into `states`) with `labels`. The head starts from `init` (`lp-ft`) or
+/// from PyTorch's `Linear` initialisation drawn with `cfg.seed` (`fine-tune`).
+pub fn fine_tune(
+    model: &MiniLm,
+    states: &FrozenStates,
+    train: &[usize],
+    labels: &[u32],
+    classes: usize,
+    init: Option<&LinearHead>,
+    cfg: &FineTuneConfig,
+) -> Result<FineTuned, TextError> {
+    if train.is_empty() || train.len() != labels.len() {
+        return Err(TextError::Invalid(format!(
+            "fine-tune needs texts with one label each ({} texts, {} labels)",
+            train.len(),
+            labels.len()
+        )));
+    }
+    let d = states.dim;
+    let dev = &model.encoder.dev;
+    let mut rng = SplitMix64::new(cfg.seed);
+    let head = match init {
+        Some(h) => (h.weight.clone(), h.bias.clone()),
+        None => {
+            let bound = 1.0 / (d as f32).sqrt();
+            let mut u = || (2.0 * rng.next_f32() - 1.0) * bound;
+            let w = (0..classes * d).map(|_| u()).collect();
+            let b = (0..classes).map(|_| u()).collect();
+            (w, b)
+        }
+    };
+    let mut net = TextClassifier {
+        layers: model.encoder.layers[states.from_block..].to_vec(),
+        head: Linear {
+            weight: dev.tensor_from_vec(head.0, (classes, d)),
+            bias: dev.tensor_from_vec(head.1, (classes,)),
+        },
+        heads: model.encoder.config.num_attention_heads,
+    };
+    let mut adam: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
+    net.visit(0.0, 0.0, &mut |t, _| {
+        let n = t.values().len();
+        adam.push((vec![0.0; n], vec![0.0; n]));
+    });
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut pos = order.len();
+    let batch = cfg.batch.clamp(1, train.len());
+    let mut tokens_seen = 0usize;
+    for step in 1..=cfg.steps {
+        let mut ids = Vec::with_capacity(batch);
+        let mut ys = Vec::with_capacity(batch);
+        while ids.len() < batch {
+            if pos == order.len() {
+                rng.shuffle(&mut order);
+                pos = 0;
+            }
+            ids.push(train[order[pos]]);
+            ys.push(labels[order[pos]] as usize);
+            pos += 1;
+        }
+        let (input, x) = states.batch(model, &ids)?;
+        tokens_seen += input.batch * input.seq;
+        let logits = net.forward(x.traced(Gradients::leaky()), &input);
+        let mut onehot = vec![0.0f32; batch * classes];
+        for (r, &y) in ys.iter().enumerate() {
+            onehot[r * classes + y] = 1.0;
+        }
+        let target = dev.tensor_from_vec(onehot, (batch, classes));
+        let loss = cross_entropy_with_logits_loss(logits, target);
+        let mut grads = loss.backward();
+        let mut slot = 0;
+        let mut failed = None;
+        net.visit(cfg.block_lr, cfg.head_lr, &mut |t, lr| {
+            match t.grad(&mut grads) {
+                Ok(g) => {
+                    let (m, v) = &mut adam[slot];
+                    let mut w = t.values();
+                    adam_step(&mut w, &g, m, v, lr, step);
+                    t.set(&w);
+                }
+                Err(e) => failed = Some(e),
+            }
+            slot += 1;
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
+    let block_params = model.encoder.config.hidden_size * model.encoder.config.hidden_size * 4
+        + 2 * model.encoder.config.hidden_size * model.encoder.config.intermediate_size;
+    // Forward and backward (3x forward) over every padded token of every trained block.
+    let flops = 3.0 * 2.0 * tokens_seen as f64 * (block_params * net.layers.len()) as f64;
+    Ok(FineTuned { model: net, flops })
+}
+
+/// One Adam step (PyTorch's defaults: betas 0.9, 0.999, eps 1e-8) on `w`.
+fn adam_step(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], lr: f32, step: usize) {
+    let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
+    let (bc1, bc2) = (1.0 - b1.powi(step as i32), 1.0 - b2.powi(step as i32));
+    for i in 0..w.len() {
+        m[i] = b1 * m[i] + (1.0 - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+        w[i] -= lr * (m[i] / bc1) / ((v[i] / bc2).sqrt() + eps);
+    }
+}

@@ -1,0 +1,27 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+
+pub mod bert;
+pub mod bow;
+pub mod config;
+pub mod error;
+pub mod features;
+pub mod finetune;
+pub mod fortunes;
+pub mod head;
+pub mod minilm;
+pub mod progress;
+pub mod strategy;
+pub mod sweep;
+pub mod tokenize;
+pub mod weights;
+
+pub use bert::BertEncoder;
+pub use config::BertConfig;
+pub use error::TextError;
+pub use features::{embed_dataset, EmbedSummary};
+pub use minilm::MiniLm;
+pub use strategy::TextStrategy;
+pub use sweep::{run_fortunes_sweep, TextSweepConfig, TextSweepOutcome};
+pub use tokenize::{TextTokenizer, TokenBatch};
+pub use weights::LoadReport;

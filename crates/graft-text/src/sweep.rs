@@ -1,0 +1,355 @@
+//! The `fortunes` sweep: every text strategy at every label budget over seeds, reported
+//! through graft-transfer's report (table, JSON, Markdown, CSV, plot, paired differences).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use graft_data::{FeatureCache, TextView};
+use graft_transfer::energy::{co2_grams, joules_or_estimate};
+use graft_transfer::pretrain::{PretrainConfig, PretrainInfo};
+use graft_transfer::report::{self, Report, RunRecord};
+
+use crate::bow::{dense_row, BagOfWords, SparseRow, DEFAULT_BUCKETS};
+use crate::finetune::{fine_tune, FineTuneConfig, FrozenStates};
+use crate::head::{HeadConfig, LinearHead};
+use crate::minilm::{MiniLm, MODEL_NAME};
+use crate::strategy::TextStrategy;
+use crate::TextError;
+
+/// Everything a text sweep needs.
+#[derive(Debug, Clone)]
+pub struct TextSweepConfig {
+    /// Label budgets per class.
+    pub ks: Vec<usize>,
+    /// Seeds (k-shot draw, head initialisation, batch order).
+    pub seeds: Vec<u64>,
+    /// Strategies, run in this order for every (k, seed).
+    pub strategies: Vec<TextStrategy>,
+    /// Folder with the fortune files.
+    pub fortunes_dir: PathBuf,
+    /// MiniLM's folder.
+    pub model_dir: PathBuf,
+    /// Imported data sets and cached embeddings.
+    pub cache_dir: PathBuf,
+    /// Receives `<run id>/report.*`.
+    pub runs_dir: PathBuf,
+    /// Grid carbon intensity, g/kWh.
+    pub grid_g_per_kwh: f64,
+    /// Head training of `scratch` and `linear-probe` (and the probe of `lp-ft`).
+    pub head: HeadConfig,
+    /// Fine-tuning settings (`fine-tune`, `lp-ft`).
+    pub fine_tune: FineTuneConfig,
+    /// Top blocks trained by `fine-tune` and `lp-ft`.
+    pub trained_blocks: usize,
+    /// Texts per batch when embedding.
+    pub embed_batch: usize,
+}
+
+impl TextSweepConfig {
+    /// PROTOCOLS.md's defaults: k in {5, 10, 25, 100}, seeds 0..5, every strategy, data and
+    /// model where `cargo xtask fetch` puts them under `root`.
+    pub fn fortunes_defaults(root: &Path) -> Self {
+        let cache = root.join("runs/cache");
+        Self {
+            ks: vec![5, 10, 25, 100],
+            seeds: (0..5).collect(),
+            strategies: TextStrategy::ALL.to_vec(),
+            fortunes_dir: crate::fortunes::default_dir(&cache),
+            model_dir: crate::minilm::default_model_dir(root),
+            cache_dir: cache,
+            runs_dir: root.join("runs"),
+            grid_g_per_kwh: graft_transfer::energy::DEFAULT_GRID_G_PER_KWH,
+            head: HeadConfig::default(),
+            fine_tune: FineTuneConfig::default(),
+            trained_blocks: 1,
+            embed_batch: 64,
+        }
+    }
+}
+
+/// A finished sweep.
+#[derive(Debug)]
+pub struct TextSweepOutcome {
+    /// The report (also written to `dir`).
+    pub report: Report,
+    /// `runs/<run id>`.
+    pub dir: PathBuf,
+}
+
+/// Sentence embeddings (and, when fine-tuning, frozen states) of every record.
+struct Encoded {
+    embeddings: Vec<SparseRow>,
+    states: Option<FrozenStates>,
+    seconds: f64,
+    cached: bool,
+}
+
+fn encode(
+    cfg: &TextSweepConfig,
+    model: &MiniLm,
+    ds: &graft_data::TextDataset,
+) -> Result<Encoded, TextError> {
+    let texts = ds.view().texts()?;
+    let d = model.dim();
+    let key = crate::features::embedding_key(model, ds);
+    let cache = FeatureCache::new(cfg.cache_dir.join("features"));
+    let start = Instant::now();
+    let bar = crate::progress::bar(texts.len() as u64, "embedding fortunes");
+    let needs_states = cfg.strategies.iter().any(|s| s.trains_blocks());
+    let (values, states, cached) = if needs_states {
+        let from = model
+            .encoder
+            .layers
+            .len()
+            .saturating_sub(cfg.trained_blocks);
+        let st = FrozenStates::compute(model, &texts, from, cfg.embed_batch, |n| {
+            bar.set_position(n as u64)
+        })?;
+        let values: Vec<f32> = st.embeddings.concat();
+        let features = graft_data::Features {
+            values: values.clone(),
+            labels: ds.labels().to_vec(),
+            dim: d,
+            class_names: ds.class_names().to_vec(),
+        };
+        cache.put(&key, &features)?;
+        (values, Some(st), false)
+    } else if let Some(hit) = cache.get(&key) {
+        let v = (0..hit.len())
+            .map(|i| hit.sample_f32(i))
+            .collect::<Result<Vec<_>, _>>()?
+            .concat();
+        (v, None, true)
+    } else {
+        let v = model.embed_all(&texts, cfg.embed_batch, |n| bar.set_position(n as u64))?;
+        let features = graft_data::Features {
+            values: v.clone(),
+            labels: ds.labels().to_vec(),
+            dim: d,
+            class_names: ds.class_names().to_vec(),
+        };
+        cache.put(&key, &features)?;
+        (v, None, false)
+    };
+    bar.finish_and_clear();
+    Ok(Encoded {
+        embeddings: values.chunks(d).map(dense_row).collect(),
+        states,
+        seconds: start.elapsed().as_secs_f64(),
+        cached,
+    })
+}
+
+/// The test split, read only through [`TestSplit::evaluate`], which counts the reads.
+struct TestSplit {
+    ids: Vec<usize>,
+    labels: Vec<u32>,
+    reads: usize,
+}
+
+impl TestSplit {
+    fn evaluate(
+        &mut self,
+        predict: impl FnOnce(&[usize]) -> Result<Vec<usize>, TextError>,
+    ) -> Result<f64, TextError> {
+        self.reads += 1;
+        let pred = predict(&self.ids)?;
+        let hits = pred
+            .iter()
+            .zip(&self.labels)
+            .filter(|(p, &l)| **p == l as usize)
+            .count();
+        Ok(hits as f64 / self.ids.len().max(1) as f64)
+    }
+}
+
+/// One trained run's outcome before evaluation.
+struct Trained {
+    seconds: f64,
+    flops: f64,
+}
+
+/// Runs the `fortunes` sweep and writes its report.
+pub fn run_fortunes_sweep(cfg: &TextSweepConfig) -> Result<TextSweepOutcome, TextError> {
+    if cfg.ks.is_empty() || cfg.seeds.is_empty() || cfg.strategies.is_empty() {
+        return Err(TextError::Invalid(
+            "a sweep needs at least one k, one seed and one strategy".into(),
+        ));
+    }
+    let ds = crate::fortunes::open(&cfg.fortunes_dir, &cfg.cache_dir)?;
+    let (pool, test_view) = crate::fortunes::pool_and_test(&ds)?;
+    let classes = ds.class_names().len();
+    let model = MiniLm::open(&cfg.model_dir)?;
+    let enc = encode(cfg, &model, &ds)?;
+    let mut test = TestSplit {
+        ids: test_view.indices().iter().map(|&i| i as usize).collect(),
+        labels: test_view.labels().to_vec(),
+        reads: 0,
+    };
+    let mut results = Vec::new();
+    for &k in &cfg.ks {
+        for &seed in &cfg.seeds {
+            let shot = pool.k_shot(k, seed)?;
+            let mut probe: Option<LinearHead> = None;
+            for &strategy in &cfg.strategies {
+                let (trained, accuracy) = run_one(
+                    cfg, &model, &enc, &shot, classes, strategy, seed, &mut probe, &mut test,
+                )?;
+                let (joules, energy_source) = joules_or_estimate(None, trained.flops);
+                tracing::info!(strategy = strategy.name(), k, seed, accuracy, "run done");
+                results.push(RunRecord {
+                    protocol: "fortunes".into(),
+                    network: MODEL_NAME.into(),
+                    strategy: strategy.name().into(),
+                    k: Some(k),
+                    seed,
+                    accuracy,
+                    wall_seconds: trained.seconds,
+                    flops: trained.flops,
+                    joules,
+                    energy_source,
+                    co2_grams: co2_grams(joules, cfg.grid_g_per_kwh),
+                    curve: Vec::new(),
+                });
+            }
+        }
+    }
+    let summary = report::summarize(&results);
+    let smallest = pool.class_counts().into_iter().min().unwrap_or(0);
+    let report = Report {
+        graft_version: env!("CARGO_PKG_VERSION").into(),
+        protocol: "fortunes".into(),
+        network: MODEL_NAME.into(),
+        rng: "SplitMix64 (graft_data::SplitMix64), seeded with the run's seed".into(),
+        seeds: cfg.seeds.clone(),
+        grid_g_per_kwh: cfg.grid_g_per_kwh,
+        test_examples: test.ids.len(),
+        test_evaluations: test.reads,
+        monitor_per_class: 0,
+        all_labels_per_class: smallest,
+        pretraining: PretrainInfo {
+            checkpoint: model.dir.join("model.safetensors"),
+            cached: enc.cached,
+            wall_seconds: enc.seconds,
+            flops: 0.0,
+            source_examples: 0,
+            config: PretrainConfig {
+                epochs: 0,
+                batch: cfg.embed_batch,
+                lr: 0.0,
+                seed: 0,
+            },
+            mean: 0.0,
+            std: 0.0,
+        },
+        results,
+        verdicts: report::verdicts(&summary),
+        summary,
+    };
+    let dir = cfg.runs_dir.join(graft_transfer::sweep::run_id("fortunes"));
+    std::fs::create_dir_all(&dir).map_err(TextError::io("create", &dir))?;
+    report::write(&report, &dir)?;
+    Ok(TextSweepOutcome { report, dir })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_one(
+    cfg: &TextSweepConfig,
+    model: &MiniLm,
+    enc: &Encoded,
+    shot: &TextView<'_>,
+    classes: usize,
+    strategy: TextStrategy,
+    seed: u64,
+    probe: &mut Option<LinearHead>,
+    test: &mut TestSplit,
+) -> Result<(Trained, f64), TextError> {
+    let ids: Vec<usize> = shot.indices().iter().map(|&i| i as usize).collect();
+    let labels = shot.labels();
+    let start = Instant::now();
+    let ds = shot.dataset();
+    match strategy {
+        TextStrategy::Scratch => {
+            let texts = shot.texts()?;
+            let bow = BagOfWords::fit(&texts, DEFAULT_BUCKETS);
+            let rows: Vec<SparseRow> = texts.iter().map(|t| bow.transform(t)).collect();
+            let (head, flops) = LinearHead::train(&rows, labels, bow.dim(), classes, &cfg.head);
+            let trained = Trained {
+                seconds: start.elapsed().as_secs_f64(),
+                flops,
+            };
+            let acc = test.evaluate(|ids| {
+                ids.iter()
+                    .map(|&i| -> Result<usize, TextError> {
+                        Ok(head.predict(&bow.transform(ds.text(i)?)))
+                    })
+                    .collect()
+            })?;
+            Ok((trained, acc))
+        }
+        TextStrategy::LinearProbe => {
+            let head = train_probe(cfg, enc, &ids, labels, classes);
+            *probe = Some(head.0.clone());
+            let trained = Trained {
+                seconds: start.elapsed().as_secs_f64(),
+                flops: head.1,
+            };
+            let acc = test.evaluate(|ids| {
+                Ok(ids
+                    .iter()
+                    .map(|&i| head.0.predict(&enc.embeddings[i]))
+                    .collect())
+            })?;
+            Ok((trained, acc))
+        }
+        TextStrategy::FineTune | TextStrategy::LpFt => {
+            let states = enc.states.as_ref().ok_or_else(|| {
+                TextError::Invalid("fine-tuning needs the frozen states (internal)".into())
+            })?;
+            let mut flops = 0.0;
+            let init = if strategy == TextStrategy::LpFt {
+                // The probe of the same (k, seed) when it ran, else trained here; its cost
+                // counts towards lp-ft either way.
+                let (h, f) = match probe.clone() {
+                    Some(h) => {
+                        let f = train_probe_flops(cfg, &ids, model.dim(), classes);
+                        (h, f)
+                    }
+                    None => train_probe(cfg, enc, &ids, labels, classes),
+                };
+                flops += f;
+                Some(h)
+            } else {
+                None
+            };
+            let ft_cfg = FineTuneConfig {
+                seed,
+                ..cfg.fine_tune
+            };
+            let out = fine_tune(model, states, &ids, labels, classes, init.as_ref(), &ft_cfg)?;
+            let trained = Trained {
+                seconds: start.elapsed().as_secs_f64(),
+                flops: flops + out.flops,
+            };
+            let acc = test.evaluate(|ids| out.model.predict(model, states, ids))?;
+            Ok((trained, acc))
+        }
+    }
+}
+
+fn train_probe(
+    cfg: &TextSweepConfig,
+    enc: &Encoded,
+    ids: &[usize],
+    labels: &[u32],
+    classes: usize,
+) -> (LinearHead, f64) {
+    let rows: Vec<SparseRow> = ids.iter().map(|&i| enc.embeddings[i].clone()).collect();
+    let d = rows.first().map_or(0, Vec::len);
+    LinearHead::train(&rows, labels, d, classes, &cfg.head)
+}
+
+fn train_probe_flops(cfg: &TextSweepConfig, ids: &[usize], d: usize, classes: usize) -> f64 {
+    cfg.head.steps as f64
+        * (4.0 * (ids.len() * d * classes) as f64 + 10.0 * ((d + 1) * classes) as f64)
+}
