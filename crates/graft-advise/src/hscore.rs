@@ -16,7 +16,7 @@
 //! in it, so `H = sum_i (s_i^2 / N) (U^T P U)_ii / ((1 - delta) s_i^2 / N + delta tr S / D)`
 //! with `P = sum_c 1_c 1_c^T / n_c`; the shrinkage needs only `|f_i|^2` and `|F F^T|_F^2`, both
 //! from the Gram matrix. Cost: one [`Spectrum`] of `Fc` plus the Gram matrix,
-//! `O(N D min(N, D) + N^2 D + min(N, D)^3)`, in f64.
+//! `O(N D min(N, D) + N^2 D + min(N, D)^3)`, in f64. Constant features (a dead layer) score 0.
 
 use nalgebra::DMatrix;
 
@@ -50,10 +50,8 @@ pub fn hscore(features: &LabelledFeatures<'_>) -> Result<f64, AdviseError> {
     }
     let spectrum = Spectrum::of(&fc);
     if spectrum.rank() == 0 {
-        return Err(AdviseError::Input {
-            estimator: "H-score",
-            reason: "the features are constant over the samples".into(),
-        });
+        // Constant features (a dead layer) separate no class: S_b = 0.
+        return Ok(0.0);
     }
     let delta = ledoit_wolf_shrinkage(&fc);
     let counts = features.class_counts();

@@ -30,7 +30,8 @@
 //!   `L = N/2 log(N / q) - 1/2 sum log sigma_i - N/2 (1 + log 2 pi)`. Few-shot samples are
 //!   usually here: N images and thousands of features.
 //!
-//! The score is the mean over classes of `L / N`. Cost: one [`Spectrum`] (`O(N D min(N, D) +
+//! The score is the mean over classes of `L / N`; all-zero features (a dead layer) get the
+//! no-signal edge's value. Cost: one [`Spectrum`] (`O(N D min(N, D) +
 //! min(N, D)^3)`), then `O(C r)` per fixed-point iteration. Everything is f64.
 
 use crate::{AdviseError, LabelledFeatures, Spectrum};
@@ -60,13 +61,9 @@ pub struct Evidence {
 /// LogME of labelled features: the mean over classes of the per-sample evidence of the class's
 /// one-hot column.
 pub fn logme(features: &LabelledFeatures<'_>) -> Result<f64, AdviseError> {
+    // Features that are all zero (a dead layer) have rank 0: only the no-signal edge remains,
+    // which is the right score for features that explain nothing.
     let spectrum = Spectrum::of(&features.matrix());
-    if spectrum.rank() == 0 {
-        return Err(AdviseError::Input {
-            estimator: "LogME",
-            reason: "every feature is zero (a dead layer?)".into(),
-        });
-    }
     let mut total = 0.0;
     for c in 0..features.num_classes {
         let y: Vec<f64> = features

@@ -93,3 +93,28 @@ fn advise_scores_a_checkpoint_and_its_baseline_and_reuses_cached_features() {
     assert!(err.contains("conv1, conv2, fc1"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn advise_recommends_scratch_for_a_source_whose_features_are_dead() {
+    use dfdx::tensor::TensorFrom;
+    let dir = std::env::temp_dir().join(format!("graft-advise-e2e-d-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ds = two_class_images(&dir.join("two.gds"));
+    // Every unit of conv1 has a bias far below any input: its ReLU is 0 for every image, so
+    // every block's features are the same for all images and carry no label information.
+    let dev = Cpu::seed_from_u64(7);
+    let mut model = ConvnetClassifier::new(&dev, 8).unwrap();
+    model.backbone.conv1.bias = dev.tensor([-1.0e4f32; 32]);
+    let ckpt = dir.join("dead.safetensors");
+    graft_nn::checkpoint::save(&ckpt, &model, "convnet", None).unwrap();
+    let mut cfg = AdviseConfig::new(vec![Candidate::Checkpoint(ckpt)]);
+    cfg.k = 10;
+    let advice = advise(&ds.view(), &cfg).unwrap();
+    let rec = &advice.recommendation;
+    assert_eq!(rec.strategy, "scratch", "{}", rec.reason);
+    assert!(rec.reason.contains("negative transfer"), "{}", rec.reason);
+    // The random baseline's blocks all rank above the dead source's.
+    let first_dead = advice.candidates.iter().position(|c| !c.random).unwrap();
+    assert_eq!(first_dead, 3, "{:?}", advice.candidates);
+    std::fs::remove_dir_all(&dir).ok();
+}

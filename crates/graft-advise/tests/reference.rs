@@ -135,3 +135,22 @@ fn logme_of_an_orthogonal_feature_is_the_no_signal_evidence() {
     let want = 0.5 * 2f64.ln() - 0.5 * (1.0 + (2.0 * std::f64::consts::PI).ln());
     assert_close("LogME", "orthogonal", logme(&f).unwrap(), want, 1e-12);
 }
+
+/// A dead layer (every feature zero) explains nothing: the no-signal evidence, not an error.
+#[test]
+fn logme_of_all_zero_features_is_the_no_signal_evidence() {
+    let values = [0.0f32; 8];
+    let labels = [0, 0, 1, 1];
+    let f = LabelledFeatures::new("test", &values, 2, &labels, 2).unwrap();
+    let want = 0.5 * 2f64.ln() - 0.5 * (1.0 + (2.0 * std::f64::consts::PI).ln());
+    assert_close("LogME", "all-zero", logme(&f).unwrap(), want, 1e-12);
+}
+
+/// Constant features separate no class: `S_b = 0`, so the H-score is 0, not an error.
+#[test]
+fn hscore_of_constant_features_is_zero() {
+    let values = [3.0f32, -1.0, 3.0, -1.0, 3.0, -1.0, 3.0, -1.0];
+    let labels = [0, 0, 1, 1];
+    let f = LabelledFeatures::new("test", &values, 2, &labels, 2).unwrap();
+    assert_eq!(hscore(&f).unwrap(), 0.0);
+}

@@ -287,31 +287,13 @@ pub(crate) fn sgemm_par(
     }
     let (a_rs, a_cs) = if a_t { (1, m) } else { (k, 1) };
     let (b_rs, b_cs) = if b_t { (1, k) } else { (n, 1) };
-    // SAFETY: every index the kernel touches, (m-1, n-1) etc. with the strides above, is
-    // inside the buffers checked by the assertion; `c` does not alias `a` or `b` (`&mut`).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            acc,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
+    crate::gemm::gemm_strided(
+        (m, n, k),
+        (c, n, acc),
+        (a, a_rs, a_cs),
+        (b, b_rs, b_cs),
+        par,
+    );
 }
 
 /// Worker threads for graft's kernels: the current rayon pool's size (dfdx's and gemm's pool:

@@ -7,6 +7,7 @@ pub mod classifier;
 pub mod conv;
 pub mod convnet;
 pub mod error;
+pub mod gemm;
 pub mod head;
 pub mod linear;
 pub mod mlp;

@@ -12,6 +12,7 @@ use graft_data::SplitMix64;
 
 use crate::bert::{l2_normalize, BertLayer, EncoderInput, LayerNorm, Linear, Matrix};
 use crate::head::LinearHead;
+use crate::infer::Layout;
 use crate::minilm::MiniLm;
 use crate::tokenize::TokenBatch;
 use crate::TextError;
@@ -59,16 +60,16 @@ impl FrozenStates {
         for chunk in order.chunks(batch.max(1)) {
             let group: Vec<Vec<u32>> = chunk.iter().map(|&i| seqs[i].clone()).collect();
             let tokens = crate::tokenize::pad(&group, model.tokenizer.pad_id());
-            let enc = &model.encoder;
-            let input = enc.input(&tokens)?;
-            let x = enc.blocks(0..from_block, enc.embed::<NoneTape>(&input), &input);
-            let xv = x.as_vec();
-            let top = enc.blocks(from_block..layers, x, &input);
-            let emb = l2_normalize(enc.mean_pool::<NoneTape>(top, &input)).as_vec();
+            model.encoder.input(&tokens)?; // checks the batch against the configuration
+            let (fast, layout) = (model.fast(), Layout::packed(&tokens));
+            let mut x = fast.embed(&layout);
+            fast.blocks(0..from_block, &mut x, &layout);
+            let xv = x.clone();
+            fast.blocks(from_block..layers, &mut x, &layout);
+            let emb = fast.sentence_embeddings(&x, &layout);
             for (r, &i) in chunk.iter().enumerate() {
-                let len = group[r].len();
-                let at = r * tokens.seq * d;
-                states[i] = xv[at..at + len * d].to_vec();
+                let (at, len) = layout.text(r);
+                states[i] = xv[at * d..(at + len) * d].to_vec();
                 embeddings[i] = emb[r * d..(r + 1) * d].to_vec();
             }
             done += chunk.len();

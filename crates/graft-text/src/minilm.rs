@@ -2,11 +2,13 @@
 //! encoder: tokenizer, encoder, mean pooling and L2 normalisation.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use dfdx::tensor::{Cpu, NoneTape};
+use dfdx::tensor::Cpu;
 
-use crate::bert::{l2_normalize, BertEncoder};
+use crate::bert::BertEncoder;
 use crate::config::BertConfig;
+use crate::infer::FastEncoder;
 use crate::tokenize::{TextTokenizer, TokenBatch};
 use crate::weights::{load_encoder, LoadReport};
 use crate::TextError;
@@ -44,6 +46,8 @@ pub struct MiniLm {
     pub load_report: LoadReport,
     /// FNV-1a 64 of `config.json`, `tokenizer.json` and `model.safetensors` (cache keys).
     pub content_hash: u64,
+    /// The inference copy of `encoder`'s parameters, made at the first embedding.
+    fast: OnceLock<FastEncoder>,
 }
 
 impl MiniLm {
@@ -75,7 +79,14 @@ impl MiniLm {
             encoder,
             load_report,
             content_hash,
+            fast: OnceLock::new(),
         })
+    }
+
+    /// The inference path ([`FastEncoder`]): a copy of `encoder`'s parameters taken at the
+    /// first call (the loaded model is never changed; fine-tuning trains copies of blocks).
+    pub fn fast(&self) -> &FastEncoder {
+        self.fast.get_or_init(|| FastEncoder::new(&self.encoder))
     }
 
     /// Width of a sentence embedding.
@@ -85,17 +96,15 @@ impl MiniLm {
 
     /// Last hidden states of a token batch, `batch * seq * hidden` values.
     pub fn hidden_states(&self, tokens: &TokenBatch) -> Result<Vec<f32>, TextError> {
-        let input = self.encoder.input(tokens)?;
-        Ok(self.encoder.forward(&input).as_vec())
+        self.encoder.input(tokens)?; // checks the batch against the configuration
+        Ok(self.fast().forward(tokens))
     }
 
     /// Sentence embeddings of a token batch (mean over real tokens, L2-normalised),
     /// `batch * hidden` values.
     pub fn embed_tokens(&self, tokens: &TokenBatch) -> Result<Vec<f32>, TextError> {
-        let input = self.encoder.input(tokens)?;
-        let hidden = self.encoder.forward(&input);
-        let pooled = self.encoder.mean_pool::<NoneTape>(hidden, &input);
-        Ok(l2_normalize(pooled).as_vec())
+        self.encoder.input(tokens)?; // checks the batch against the configuration
+        Ok(self.fast().embed_sentences(tokens))
     }
 
     /// Sentence embeddings of `texts`, one batch.
