@@ -175,24 +175,62 @@ fn col2im(col: &[f32], g: &Geom, gx: &mut [f32]) {
 /// temporary matrices do not allocate and page-fault megabytes on every call.
 static SCRATCH: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
+/// A buffer of exactly `n` elements taken from `SCRATCH` (contents unspecified) and given
+/// back when dropped: it can be held from a forward pass into its backward pass.
+pub(crate) struct ScratchBuf {
+    buf: Vec<f32>,
+    n: usize,
+}
+
+impl ScratchBuf {
+    /// A buffer of `n` elements.
+    pub(crate) fn take(n: usize) -> Self {
+        let mut buf = {
+            let mut pool = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
+            // The smallest buffer that is large enough, else the largest one (to grow).
+            let best = (0..pool.len())
+                .filter(|&i| pool[i].len() >= n)
+                .min_by_key(|&i| pool[i].len())
+                .or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].len()));
+            best.map(|i| pool.swap_remove(i)).unwrap_or_default()
+        };
+        if buf.len() < n {
+            buf.resize(n, 0.0);
+        }
+        Self { buf, n }
+    }
+
+    /// A copy of a contiguous tensor's values (one `memcpy`).
+    pub(crate) fn copy_of<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Self {
+        let mut s = Self::take(t.shape().num_elements());
+        t.copy_into(&mut s);
+        s
+    }
+}
+
+impl std::ops::Deref for ScratchBuf {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.buf[..self.n]
+    }
+}
+
+impl std::ops::DerefMut for ScratchBuf {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.buf[..self.n]
+    }
+}
+
+impl Drop for ScratchBuf {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        SCRATCH.lock().unwrap_or_else(|e| e.into_inner()).push(buf);
+    }
+}
+
 /// Runs `f` on a scratch buffer of exactly `n` elements (contents unspecified).
 pub(crate) fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    let take = || {
-        let mut pool = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
-        // The smallest buffer that is large enough, else the largest one (to grow).
-        let best = (0..pool.len())
-            .filter(|&i| pool[i].len() >= n)
-            .min_by_key(|&i| pool[i].len())
-            .or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].len()));
-        best.map(|i| pool.swap_remove(i)).unwrap_or_default()
-    };
-    let mut buf = take();
-    if buf.len() < n {
-        buf.resize(n, 0.0);
-    }
-    let r = f(&mut buf[..n]);
-    SCRATCH.lock().unwrap_or_else(|e| e.into_inner()).push(buf);
-    r
+    f(&mut ScratchBuf::take(n))
 }
 
 /// A contiguous tensor's values in row-major order with one `memcpy` (dfdx's `as_vec` walks

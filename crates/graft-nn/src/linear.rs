@@ -15,7 +15,7 @@ use dfdx::tensor::{Cpu, CpuError, PutTape, SplitTape, Tape, TensorFromVec};
 use dfdx::tensor_ops::ReshapeTo;
 use gemm::Parallelism;
 
-use crate::conv::{num_threads, sgemm_par, values, with_scratch, InputGrad};
+use crate::conv::{num_threads, sgemm_par, values, with_scratch, InputGrad, ScratchBuf};
 use crate::Features;
 
 /// Below this many multiply-adds a GEMM runs on one thread (waking workers costs more).
@@ -41,39 +41,45 @@ pub fn linear_relu<const I: usize, const O: usize, T: Tape<f32, Cpu>>(
     let (x, mut tape) = x.contiguous().split_tape();
     let dev = x.device().clone();
     let b = x.shape().0;
-    let xv = values(&x);
-    let wv = values(&layer.weight);
     let bias = values(&layer.bias);
-    let mut y = vec![0.0f32; b * O];
+    // The output starts as the broadcast bias and the GEMM accumulates onto it.
+    let mut y = Vec::with_capacity(b * O);
+    for _ in 0..b {
+        y.extend_from_slice(&bias);
+    }
+    // The input and the weight are copied into reusable scratch buffers (dfdx lends no slice
+    // of a tensor), held until the backward pass needs them and then given back: no fresh
+    // megabytes allocated and zeroed per step.
+    let xv = ScratchBuf::copy_of(&x);
+    let wv = ScratchBuf::copy_of(&layer.weight);
     sgemm_par(
         (b, O, I),
         &mut y,
-        false,
+        true,
         (&xv, false),
         (&wv, true),
         parallelism(b, O, I),
     );
-    for row in y.chunks_exact_mut(O) {
-        for (v, bi) in row.iter_mut().zip(&bias) {
-            *v = (*v + bi).max(0.0);
-        }
-    }
+    y.iter_mut().for_each(|v| *v = v.max(0.0));
     if !T::OWNS_TAPE {
         return dev.tensor_from_vec(y, (b, Const)).put_tape(tape);
     }
-    let out = dev.tensor_from_vec(y.clone(), (b, Const::<O>));
+    let out = dev.tensor_from_vec(y, (b, Const::<O>));
     let (x_g, out_g) = (x.ghost(), out.ghost());
     let (w_g, b_g) = (layer.weight.ghost(), layer.bias.ghost());
+    let out_v = out.clone();
     drop(x);
+    // The weight's values are only needed for the input's gradient.
+    let wv = (input_grad == InputGrad::Compute).then_some(wv);
     tape.add_backward_op(move |grads| {
         with_scratch(b * O, |g| -> Result<(), CpuError> {
             // g = dL/dy masked by the ReLU (y > 0 exactly where the pre-activation was > 0;
-            // dfdx's ReLU passes no gradient at 0 either).
-            g.copy_from_slice(grads.get_or_alloc_mut(&out_g)?);
-            for (gi, yi) in g.iter_mut().zip(&y) {
-                if *yi <= 0.0 {
-                    *gi = 0.0;
-                }
+            // dfdx's ReLU passes no gradient at 0 either), as a bit mask so it vectorises.
+            out_v.copy_into(g);
+            let up = grads.get_or_alloc_mut(&out_g)?;
+            for (gi, ui) in g.iter_mut().zip(up.iter()) {
+                let keep = u32::from(*gi > 0.0).wrapping_neg();
+                *gi = f32::from_bits(ui.to_bits() & keep);
             }
             let gb = grads.get_or_alloc_mut(&b_g)?;
             for row in g.chunks_exact(O) {
@@ -90,14 +96,14 @@ pub fn linear_relu<const I: usize, const O: usize, T: Tape<f32, Cpu>>(
                 (&xv, false),
                 parallelism(O, I, b),
             );
-            if input_grad == InputGrad::Compute {
+            if let Some(wv) = &wv {
                 let gx = grads.get_or_alloc_mut(&x_g)?;
                 sgemm_par(
                     (b, I, O),
                     gx,
                     true,
                     (g, false),
-                    (&wv, false),
+                    (wv, false),
                     parallelism(b, I, O),
                 );
             }

@@ -260,6 +260,8 @@ pub fn table(report: &Report) -> String {
         };
         let speed = match (r.speedup_vs_scratch, r.strategy.as_str()) {
             (_, "scratch") => "-".to_string(),
+            // No monitor set, so no curve to read a time-to-accuracy from.
+            _ if report.monitor_per_class == 0 => "n/a".to_string(),
             (Some(x), _) => format!("{x:.1}x ({}/{})", r.reached_scratch, r.n),
             (None, _) => format!("never ({}/{})", r.reached_scratch, r.n),
         };
@@ -306,14 +308,23 @@ pub fn markdown(report: &Report) -> String {
                 )
             }
         });
+    let speed = if report.monitor_per_class == 0 {
+        "training seconds and FLOPs (this sweep keeps no monitor set, so no curve and no time to reach \
+         scratch's accuracy: that column is n/a)"
+            .to_string()
+    } else {
+        format!(
+            "training seconds and FLOPs, and the speed-up to reach scratch's final accuracy, read off each run's \
+             curve on a monitor set of {} pool images per class outside its k-shot set (the monitor never chooses anything; \
+             runs that never reach it are counted)",
+            report.monitor_per_class
+        )
+    };
     let _ = writeln!(
         s,
         "The three promises: **few labels**: accuracy and the paired gain over scratch with its 95% t interval over seeds; \
-         **speed**: training seconds and FLOPs, and the speed-up to reach scratch's final accuracy, read off each run's \
-         curve on a monitor set of {} pool images per class outside its k-shot set (the monitor never chooses anything; \
-         runs that never reach it are counted); **environment**: energy {source}, CO2 at {} g/kWh. \
+         **speed**: {speed}; **environment**: energy {source}, CO2 at {} g/kWh. \
          The test split ({} images) was evaluated {} times for {} runs.\n",
-        report.monitor_per_class,
         report.grid_g_per_kwh,
         report.test_examples,
         report.test_evaluations,

@@ -73,6 +73,16 @@ fn a_sweep_reads_the_test_split_once_per_run_and_writes_every_file() {
         .all(|s| s.gain_ci95.is_some()));
     let csv = std::fs::read_to_string(out.dir.join("report.csv")).unwrap();
     assert_eq!(csv.lines().count(), 7);
+    // With a monitor set every transfer row has a speed-up or says `never`; a report without
+    // one (as the text sweep's) says `n/a` instead of claiming the target was never reached.
+    let speed_rows = |t: &str| t.lines().filter(|l| l.contains("/2)")).count();
+    assert_eq!(speed_rows(&graft_transfer::report::table(r)), 2);
+    let mut unmonitored = r.clone();
+    unmonitored.monitor_per_class = 0;
+    let table = graft_transfer::report::table(&unmonitored);
+    assert_eq!(speed_rows(&table), 0, "{table}");
+    assert_eq!(table.matches(" n/a ").count(), 2, "{table}");
+    assert!(graft_transfer::report::markdown(&unmonitored).contains("no monitor set"));
 
     // Two runs side by side (one thread each) give exactly what one run at a time gives,
     // in the same order.
