@@ -160,29 +160,30 @@ fn fetch_fashion() -> Result<()> {
     {
         return Ok(());
     }
+    fetch_deb("dataset-fashion-mnist", "Fashion-MNIST", &root)
+}
+
+/// Debian package `package` (what = its name in messages), downloaded with `apt-get
+/// download` (no root needed) into runs/cache/debs and unpacked with `dpkg-deb -x` into
+/// `root`; errors print the commands to run by hand.
+fn fetch_deb(package: &str, what: &str, root: &Path) -> Result<()> {
     let debs = project_root().join("runs/cache/debs");
     std::fs::create_dir_all(&debs)?;
     let by_hand = format!(
-        "cd {} && apt-get download dataset-fashion-mnist && dpkg -x dataset-fashion-mnist_*.deb {}",
+        "cd {} && apt-get download {package} && dpkg -x {package}_*.deb {}",
         debs.display(),
         root.display()
     );
     status(
         Command::new("apt-get")
-            .args(["download", "dataset-fashion-mnist"])
+            .args(["download", package])
             .current_dir(&debs),
     )
     .with_context(|| {
-        format!("cannot download Fashion-MNIST; run `apt-get update` first, or by hand: {by_hand}")
+        format!("cannot download {what}; run `apt-get update` first, or by hand: {by_hand}")
     })?;
-    let deb = std::fs::read_dir(&debs)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("dataset-fashion-mnist_"))
-        })
-        .with_context(|| format!("no .deb in {} after apt-get download", debs.display()))?;
-    status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))
+    let deb = text::find_file(&debs, &format!("{package}_"), ".deb")?;
+    status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(root))
         .with_context(|| format!("cannot unpack {}; by hand: {by_hand}", deb.display()))
 }
 

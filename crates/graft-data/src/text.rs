@@ -187,18 +187,7 @@ impl TextDataset {
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
         let num_classes = metadata.class_names.len();
-        if let Some((index, &label)) = labels
-            .iter()
-            .enumerate()
-            .find(|(_, &l)| l as usize >= num_classes)
-        {
-            return Err(DataError::LabelOutOfRange {
-                path: path.clone(),
-                index,
-                label,
-                num_classes,
-            });
-        }
+        crate::format::check_label_range(&path, &labels, num_classes)?;
         let mut seen = vec![0u32; num_classes];
         let class_rank = labels
             .iter()
