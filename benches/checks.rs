@@ -352,20 +352,27 @@ pub fn bare_mlp_from(dev: &Cpu, mlp: &MlpClassifier) -> BareMlp {
 pub fn check_baseline_agrees(
     dev: &Cpu,
     model: &ConvnetClassifier,
-    c1: &crate::baseline::conv::Conv2d<1, 32, 3, 1, 1>,
-    c2: &crate::baseline::conv::Conv2d<32, 64, 3, 1, 1>,
+    before: &crate::baseline::Layers,
 ) {
     let x: Tensor<(usize, Const<784>), f32, Cpu> =
         dev.tensor_from_vec(gen_f32(16 * 784, 0.0, 1.0, 31), (16, Const));
     let a = model.forward(x.leaky_trace());
-    let b = crate::baseline::convnet_forward(model, c1, c2, x.leaky_trace());
+    let b = crate::baseline::convnet_forward(model, before, x.leaky_trace());
     assert_close("convnet vs before: logits", &a.as_vec(), &b.as_vec());
     let mut ga = a.square().sum().backward();
     let mut gb = b.square().sum().backward();
-    // The old layers hold clones of the model's tensors (same ids): same gradient names.
+    // The old convolutions hold clones of the model's tensors (same ids, same gradient
+    // entries); the old fc1 is a copy, whose gradients are under its own tensors.
+    let fc1 = &before.2;
     model.visit_params(&mut |name, p| {
         let new = p.grad(&mut ga).expect("gradient").to_vec();
-        let old = p.grad(&mut gb).expect("gradient").to_vec();
+        let old = match name {
+            "fc1.weight" => graft::nn::Param::grad(&fc1.weight, &mut gb),
+            "fc1.bias" => graft::nn::Param::grad(&fc1.bias, &mut gb),
+            _ => p.grad(&mut gb),
+        }
+        .expect("gradient")
+        .to_vec();
         assert_close(&format!("convnet vs before: grad.{name}"), &new, &old);
     });
 }

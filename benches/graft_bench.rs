@@ -34,8 +34,8 @@ use std::path::{Path, PathBuf};
 use dfdx::prelude::*;
 use graft::nn::conv::InputGrad;
 use graft::nn::{
-    Backbone, Classifier, ConvnetBackbone, ConvnetClassifier, Head, ImageBatch, MlpClassifier,
-    Parameters,
+    on_workers, Backbone, Classifier, ConvnetBackbone, ConvnetClassifier, Head, ImageBatch,
+    MlpClassifier, Parameters,
 };
 use graft::transfer::Examples;
 
@@ -109,12 +109,13 @@ where
         .negate()
 }
 
-fn train_step<B: Backbone<F>, const F: usize>(
+/// One training step, run on the kernels' thread pool as graft's training loop runs it.
+fn train_step<B: Backbone<F> + Sync, const F: usize>(
     model: &Classifier<B, F>,
     x: &Tensor<(usize, Const<784>), f32, Cpu>,
     t: &Tensor<(usize, usize), f32, Cpu>,
 ) -> Gradients<f32, Cpu> {
-    ce(model.forward(x.clone().traced(model.alloc_grads_like())), t).backward()
+    on_workers(|| ce(model.forward(x.clone().traced(model.alloc_grads_like())), t).backward())
 }
 
 /// A gradient store for `model`'s parameters (dfdx's `alloc_grads` for graft's networks).
@@ -148,8 +149,9 @@ fn main() {
     checks::check_against_pytorch(&mut convnet, "convnet_ref.safetensors");
     checks::check_conv_kernels(&checks::graft_conv);
     let bare = checks::bare_mlp_from(&dev, &mlp);
-    let (c1, c2) = baseline::convs(&convnet);
-    checks::check_baseline_agrees(&dev, &convnet, &c1, &c2);
+    let before = baseline::layers(&convnet, &dev);
+    let c2 = &before.1;
+    checks::check_baseline_agrees(&dev, &convnet, &before);
     eprintln!(
         "bench: all checks passed ({:.1} s)",
         t_start.elapsed().as_secs_f64()
@@ -180,13 +182,20 @@ fn main() {
         let tb: Tensor<(usize, Const<10>), f32, Cpu> = dev.tensor_from_vec(t.as_vec(), (b, Const));
         let r = if b == 256 { rounds.div_ceil(2) } else { rounds };
         let mut s_conv = || drop(train_step(&convnet, &x, &t));
+        // The baselines run on the pool too: the ratios compare kernels, not threading.
         let mut s_base = || {
-            let logits = baseline::convnet_forward(&convnet, &c1, &c2, x.leaky_trace());
-            drop(ce(logits, &t).backward());
+            drop(on_workers(|| {
+                let logits = baseline::convnet_forward(&convnet, &before, x.leaky_trace());
+                ce(logits, &t).backward()
+            }))
         };
         let mut s_gemm = || checks::gemm_par(n, n, n, &mut gc, &ga, &gb);
         let mut s_mlp = || drop(train_step(&mlp, &x, &t));
-        let mut s_bare = || drop(ce(bare.forward(x.leaky_trace()), &tb).backward());
+        let mut s_bare = || {
+            drop(on_workers(|| {
+                ce(bare.forward(x.leaky_trace()), &tb).backward()
+            }))
+        };
         let res = alternate(
             r,
             &mut [

@@ -6,9 +6,13 @@
 use std::time::Instant;
 
 use dfdx::prelude::*;
-use graft::nn::{Backbone, Classifier, ConvnetClassifier, MlpClassifier};
+use graft::nn::{on_workers, Backbone, Classifier, ConvnetClassifier, MlpClassifier};
 
-fn steps<B: Backbone<F>, const F: usize>(model: &Classifier<B, F>, b: usize, n: usize) -> f64 {
+fn steps<B: Backbone<F> + Sync, const F: usize>(
+    model: &Classifier<B, F>,
+    b: usize,
+    n: usize,
+) -> f64 {
     let dev = Cpu::seed_from_u64(1);
     let x: Tensor<(usize, Const<784>), f32, Cpu> = dev.sample_uniform_like(&(b, Const));
     let mut onehot = vec![0.0f32; b * 10];
@@ -18,9 +22,13 @@ fn steps<B: Backbone<F>, const F: usize>(model: &Classifier<B, F>, b: usize, n: 
     let t: Tensor<(usize, usize), f32, Cpu> = dev.tensor_from_vec(onehot, (b, 10));
     let started = Instant::now();
     for _ in 0..n {
-        let logits = model.forward(x.clone().traced(Gradients::leaky()));
-        let loss = (logits.log_softmax::<Axis<1>>() * t.clone()).sum().negate();
-        drop(loss.backward());
+        drop(on_workers(|| {
+            let logits = model.forward(x.clone().traced(Gradients::leaky()));
+            (logits.log_softmax::<Axis<1>>() * t.clone())
+                .sum()
+                .negate()
+                .backward()
+        }));
     }
     (b * n) as f64 / started.elapsed().as_secs_f64()
 }

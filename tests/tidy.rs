@@ -9,11 +9,20 @@ use crate::util::root;
 
 /// Package name -> names of its normal (non-dev, non-build) dependencies, resolved.
 fn dependency_graph() -> BTreeMap<String, BTreeSet<String>> {
-    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["metadata", "--format-version", "1", "--offline"])
-        .current_dir(root())
-        .output()
-        .expect("run cargo metadata");
+    let metadata = |extra: &[&str]| {
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["metadata", "--format-version", "1"])
+            .args(extra)
+            .current_dir(root())
+            .output()
+            .expect("run cargo metadata")
+    };
+    // Offline first; a build fetches only the host's packages, and metadata wants every
+    // target's (gemm's), so a fresh checkout fetches the rest from the registry once.
+    let mut out = metadata(&["--offline"]);
+    if !out.status.success() {
+        out = metadata(&[]);
+    }
     assert!(
         out.status.success(),
         "{}",

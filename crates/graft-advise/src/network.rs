@@ -8,7 +8,6 @@
 
 use std::path::Path;
 
-use dfdx::nn::Module;
 use dfdx::shapes::{Const, HasShape};
 use dfdx::tensor::{Cpu, TensorFromVec};
 use dfdx::tensor_ops::ReshapeTo;
@@ -162,15 +161,17 @@ impl SourceNetwork {
                     out.blocks[0].1.extend(a1.as_vec());
                     let a2 = bb.conv2.forward_relu_pool2(a1, InputGrad::Skip);
                     out.blocks[1].1.extend(a2.as_vec());
-                    let a3 = bb.fc1.forward(flatten::<64, CONVNET_FLAT, _>(a2)).relu();
+                    let a3 = bb
+                        .fc1
+                        .forward_relu(flatten::<64, CONVNET_FLAT, _>(a2), InputGrad::Skip);
                     out.blocks[2].1.extend(a3.as_vec());
                     m.head.forward(a3)
                 }
                 SourceNetwork::Mlp(m) => {
                     let bb = &m.backbone;
-                    let a1 = bb.fc1.forward(x).relu();
+                    let a1 = bb.fc1.forward_relu(x, InputGrad::Skip);
                     out.blocks[0].1.extend(a1.as_vec());
-                    let a2 = bb.fc2.forward(a1).relu();
+                    let a2 = bb.fc2.forward_relu(a1, InputGrad::Skip);
                     out.blocks[1].1.extend(a2.as_vec());
                     m.head.forward(a2)
                 }

@@ -9,7 +9,7 @@ use crate::{Features, InputBatch, Parameters};
 ///
 /// `F` is part of the type, so [`crate::Classifier`] only accepts a [`crate::Head`] of the
 /// same width: a mismatch is a compile error.
-pub trait Backbone<const F: usize>: Parameters + Clone + Send {
+pub trait Backbone<const F: usize>: Parameters + Clone + Send + Sync {
     /// The network's name in PROTOCOLS.md (`mlp`, `convnet`).
     const NAME: &'static str;
     /// The PyTorch module name of the head that follows this backbone (`fc3` for `mlp`).

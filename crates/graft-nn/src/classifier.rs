@@ -3,7 +3,7 @@
 use dfdx::tensor::{Cpu, Tape};
 
 use crate::mlp::MLP_FEATURES;
-use crate::{Backbone, Head, InputBatch, Logits, MlpBackbone, NnError, Param, Parameters};
+use crate::{Backbone, Head, InputBatch, Layer, Logits, MlpBackbone, NnError, Param, Parameters};
 
 /// A backbone `B` producing `F` features, followed by a [`Head`] of the same width.
 #[derive(Debug, Clone)]

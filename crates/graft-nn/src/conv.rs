@@ -21,7 +21,7 @@ use dfdx::tensor::{
 };
 use dfdx::tensor_ops::ReshapeTo;
 
-use crate::Param;
+use crate::{Layer, Param};
 
 /// A batch of images with `C` channels, `(batch, C, rows, columns)`, on tape `T`.
 pub type ImageBatch<const C: usize, T = NoneTape> =
@@ -822,17 +822,16 @@ impl<const CI: usize, const CO: usize, const K: usize, const S: usize, const P: 
         }
         out.put_tape(tape)
     }
+}
 
-    /// Visits `weight` and `bias` under `prefix` (e.g. `conv1.weight`).
-    pub fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &dyn Param)) {
-        f(&format!("{prefix}.weight"), &self.weight);
-        f(&format!("{prefix}.bias"), &self.bias);
+impl<const CI: usize, const CO: usize, const K: usize, const S: usize, const P: usize> Layer
+    for Conv2d<CI, CO, K, S, P>
+{
+    fn weight_and_bias(&self) -> (&dyn Param, &dyn Param) {
+        (&self.weight, &self.bias)
     }
-
-    /// Visits `weight` and `bias` under `prefix`, mutably.
-    pub fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Param)) {
-        f(&format!("{prefix}.weight"), &mut self.weight);
-        f(&format!("{prefix}.bias"), &mut self.bias);
+    fn weight_and_bias_mut(&mut self) -> (&mut dyn Param, &mut dyn Param) {
+        (&mut self.weight, &mut self.bias)
     }
 }
 

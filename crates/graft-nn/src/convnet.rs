@@ -28,16 +28,15 @@
 //! let _ = Wrong::new(&dfdx::tensor::Cpu::default(), 10);
 //! ```
 
-use dfdx::nn::modules::Linear;
-use dfdx::nn::{builders, BuildOnDevice};
 use dfdx::shapes::{Const, HasShape};
 use dfdx::tensor::{Cpu, NoneTape, PutTape, Tape};
 use dfdx::tensor_ops::ReshapeTo;
 
 use crate::conv::{Conv2d, ImageBatch, InputGrad};
-use crate::linear::linear_relu;
 use crate::pool::{flatten, MaxPool2d};
-use crate::{Backbone, Classifier, Features, InputBatch, Param, Parameters, IMAGE_SIDE};
+use crate::{
+    Backbone, Classifier, Dense, Features, InputBatch, Layer, Param, Parameters, IMAGE_SIDE,
+};
 
 /// Width of the `convnet` backbone's features.
 pub const CONVNET_FEATURES: usize = 128;
@@ -56,7 +55,7 @@ pub struct ConvnetBackbone {
     /// Block `conv2`: `Conv(32->64, 3x3, pad 1)`, then ReLU and 2x2 max pooling.
     pub conv2: Conv2d<32, 64, 3, 1, 1>,
     /// Block `fc1`: flatten to 3136 values, `Linear(3136->128)`, ReLU.
-    pub fc1: Linear<CONVNET_FLAT, CONVNET_FEATURES, f32, Cpu>,
+    pub fc1: Dense<CONVNET_FLAT, CONVNET_FEATURES>,
 }
 
 impl ConvnetBackbone {
@@ -92,7 +91,8 @@ impl ConvnetBackbone {
         x: ImageBatch<64, T>,
         input_grad: InputGrad,
     ) -> Features<CONVNET_FEATURES, T> {
-        linear_relu(&self.fc1, flatten::<64, CONVNET_FLAT, T>(x), input_grad)
+        self.fc1
+            .forward_relu(flatten::<64, CONVNET_FLAT, T>(x), input_grad)
     }
 }
 
@@ -105,7 +105,7 @@ impl Backbone<CONVNET_FEATURES> for ConvnetBackbone {
         Self {
             conv1: Conv2d::new(dev),
             conv2: Conv2d::new(dev),
-            fc1: builders::Linear::<CONVNET_FLAT, CONVNET_FEATURES>::build_on_device(dev),
+            fc1: Dense::new(dev),
         }
     }
 
@@ -160,13 +160,11 @@ impl Parameters for ConvnetBackbone {
     fn visit_params(&self, f: &mut dyn FnMut(&str, &dyn Param)) {
         self.conv1.visit("conv1", f);
         self.conv2.visit("conv2", f);
-        f("fc1.weight", &self.fc1.weight);
-        f("fc1.bias", &self.fc1.bias);
+        self.fc1.visit("fc1", f);
     }
     fn visit_params_mut(&mut self, f: &mut dyn FnMut(&str, &mut dyn Param)) {
         self.conv1.visit_mut("conv1", f);
         self.conv2.visit_mut("conv2", f);
-        f("fc1.weight", &mut self.fc1.weight);
-        f("fc1.bias", &mut self.fc1.bias);
+        self.fc1.visit_mut("fc1", f);
     }
 }

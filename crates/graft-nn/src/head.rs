@@ -5,7 +5,7 @@ use dfdx::shapes::{Axis, Const};
 use dfdx::tensor::{Cpu, SampleTensor, Tape, Tensor, TensorFromVec};
 use dfdx::tensor_ops::{BroadcastTo, PermuteTo, TryMatMul};
 
-use crate::{Features, Logits, NnError, Param};
+use crate::{Features, Layer, Logits, NnError, Param};
 
 /// Largest class count a head accepts.
 pub const MAX_CLASSES: usize = 1000;
@@ -62,16 +62,13 @@ impl<const F: usize> Head<F> {
     pub fn forward_flops_per_sample(&self) -> u64 {
         (2 * F * self.num_classes() + self.num_classes()) as u64
     }
+}
 
-    /// Visits `weight` and `bias` under `prefix` (e.g. `fc3.weight`).
-    pub fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &dyn Param)) {
-        f(&format!("{prefix}.weight"), &self.weight);
-        f(&format!("{prefix}.bias"), &self.bias);
+impl<const F: usize> Layer for Head<F> {
+    fn weight_and_bias(&self) -> (&dyn Param, &dyn Param) {
+        (&self.weight, &self.bias)
     }
-
-    /// Visits `weight` and `bias` under `prefix`, mutably.
-    pub fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Param)) {
-        f(&format!("{prefix}.weight"), &mut self.weight);
-        f(&format!("{prefix}.bias"), &mut self.bias);
+    fn weight_and_bias_mut(&mut self) -> (&mut dyn Param, &mut dyn Param) {
+        (&mut self.weight, &mut self.bias)
     }
 }

@@ -11,9 +11,11 @@ pub mod gemm;
 pub mod head;
 pub mod linear;
 pub mod mlp;
+pub mod owned;
 pub mod param;
 pub mod pool;
 pub mod rename;
+pub mod workers;
 
 pub use backbone::{Backbone, NetworkKind};
 pub use checkpoint::{Checkpoint, LoadScope, Normalization};
@@ -22,10 +24,13 @@ pub use conv::{Conv2d, ImageBatch};
 pub use convnet::{ConvnetBackbone, ConvnetClassifier};
 pub use error::NnError;
 pub use head::Head;
+pub use linear::Dense;
 pub use mlp::MlpBackbone;
-pub use param::{Param, Parameters};
+pub use owned::OwnedParam;
+pub use param::{Layer, Param, Parameters};
 pub use pool::{flatten, flatten_dyn, MaxPool2d};
 pub use rename::{RenameRule, RenameRules};
+pub use workers::on_workers;
 
 /// The device every graft network runs on (dfdx's CPU device; GPU work goes through graft-cuda).
 pub type Device = dfdx::tensor::Cpu;

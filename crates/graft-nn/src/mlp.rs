@@ -1,12 +1,9 @@
 //! The `mlp` reference network's backbone: `Linear(784->512) ReLU Linear(512->256) ReLU`.
 
-use dfdx::nn::modules::Linear;
-use dfdx::nn::{builders, BuildOnDevice};
 use dfdx::tensor::{Cpu, PutTape, Tape};
 
 use crate::conv::InputGrad;
-use crate::linear::linear_relu;
-use crate::{Backbone, Features, InputBatch, Param, Parameters, INPUT_LEN};
+use crate::{Backbone, Dense, Features, InputBatch, Layer, Param, Parameters, INPUT_LEN};
 
 /// Width of the `mlp` backbone's features.
 pub const MLP_FEATURES: usize = 256;
@@ -15,9 +12,9 @@ pub const MLP_FEATURES: usize = 256;
 #[derive(Debug, Clone)]
 pub struct MlpBackbone {
     /// First block: `Linear(784 -> 512)` then ReLU.
-    pub fc1: Linear<INPUT_LEN, 512, f32, Cpu>,
+    pub fc1: Dense<INPUT_LEN, 512>,
     /// Second block: `Linear(512 -> 256)` then ReLU.
-    pub fc2: Linear<512, MLP_FEATURES, f32, Cpu>,
+    pub fc2: Dense<512, MLP_FEATURES>,
 }
 
 impl Backbone<MLP_FEATURES> for MlpBackbone {
@@ -27,15 +24,15 @@ impl Backbone<MLP_FEATURES> for MlpBackbone {
 
     fn build(dev: &Cpu) -> Self {
         Self {
-            fc1: builders::Linear::<INPUT_LEN, 512>::build_on_device(dev),
-            fc2: builders::Linear::<512, MLP_FEATURES>::build_on_device(dev),
+            fc1: Dense::new(dev),
+            fc2: Dense::new(dev),
         }
     }
 
     fn forward<T: Tape<f32, Cpu>>(&self, x: InputBatch<T>) -> Features<MLP_FEATURES, T> {
         // The input is data: its gradient is never needed.
-        let h = linear_relu(&self.fc1, x, InputGrad::Skip);
-        linear_relu(&self.fc2, h, InputGrad::Compute)
+        let h = self.fc1.forward_relu(x, InputGrad::Skip);
+        self.fc2.forward_relu(h, InputGrad::Compute)
     }
 
     fn forward_frozen<T: Tape<f32, Cpu>>(
@@ -47,12 +44,12 @@ impl Backbone<MLP_FEATURES> for MlpBackbone {
         match frozen_blocks {
             0 => self.forward(x.put_tape(tape)),
             1 => {
-                let h = linear_relu(&self.fc1, x, InputGrad::Skip).put_tape(tape);
-                linear_relu(&self.fc2, h, InputGrad::Skip)
+                let h = self.fc1.forward_relu(x, InputGrad::Skip).put_tape(tape);
+                self.fc2.forward_relu(h, InputGrad::Skip)
             }
             _ => {
-                let h = linear_relu(&self.fc1, x, InputGrad::Skip);
-                linear_relu(&self.fc2, h, InputGrad::Skip).put_tape(tape)
+                let h = self.fc1.forward_relu(x, InputGrad::Skip);
+                self.fc2.forward_relu(h, InputGrad::Skip).put_tape(tape)
             }
         }
     }
@@ -73,15 +70,11 @@ impl Backbone<MLP_FEATURES> for MlpBackbone {
 
 impl Parameters for MlpBackbone {
     fn visit_params(&self, f: &mut dyn FnMut(&str, &dyn Param)) {
-        f("fc1.weight", &self.fc1.weight);
-        f("fc1.bias", &self.fc1.bias);
-        f("fc2.weight", &self.fc2.weight);
-        f("fc2.bias", &self.fc2.bias);
+        self.fc1.visit("fc1", f);
+        self.fc2.visit("fc2", f);
     }
     fn visit_params_mut(&mut self, f: &mut dyn FnMut(&str, &mut dyn Param)) {
-        f("fc1.weight", &mut self.fc1.weight);
-        f("fc1.bias", &mut self.fc1.bias);
-        f("fc2.weight", &mut self.fc2.weight);
-        f("fc2.bias", &mut self.fc2.bias);
+        self.fc1.visit_mut("fc1", f);
+        self.fc2.visit_mut("fc2", f);
     }
 }

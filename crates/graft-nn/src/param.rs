@@ -68,3 +68,24 @@ pub trait Parameters {
         out
     }
 }
+
+/// A layer with one weight and one bias, named `<prefix>.weight` and `<prefix>.bias` as in
+/// PyTorch's `state_dict` (convolutions, fully connected layers, heads).
+pub trait Layer {
+    /// The weight and the bias.
+    fn weight_and_bias(&self) -> (&dyn Param, &dyn Param);
+    /// The weight and the bias, mutably.
+    fn weight_and_bias_mut(&mut self) -> (&mut dyn Param, &mut dyn Param);
+    /// Visits `weight` and `bias` under `prefix` (e.g. `fc1.weight`).
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &dyn Param)) {
+        let (w, b) = self.weight_and_bias();
+        f(&format!("{prefix}.weight"), w);
+        f(&format!("{prefix}.bias"), b);
+    }
+    /// Visits `weight` and `bias` under `prefix`, mutably.
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Param)) {
+        let (w, b) = self.weight_and_bias_mut();
+        f(&format!("{prefix}.weight"), w);
+        f(&format!("{prefix}.bias"), b);
+    }
+}

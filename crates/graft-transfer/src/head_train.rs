@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use dfdx::prelude::*;
-use graft_nn::{Head, Parameters};
+use graft_nn::{Head, Layer, Parameters};
 use indicatif::ProgressBar;
 
 use crate::control::{diverged, TrainControl};

@@ -7,7 +7,7 @@
 use dfdx::prelude::*;
 use std::time::Instant;
 
-use graft_nn::{Backbone, Classifier, InputBatch, INPUT_LEN};
+use graft_nn::{on_workers, Backbone, Classifier, InputBatch, INPUT_LEN};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub use crate::control::{StateFiles, TrainControl, Validation};
@@ -330,15 +330,18 @@ pub fn train_classifier_with<B: Backbone<F>, const F: usize>(
         let b = yb.len();
         let x: InputBatch = dev.tensor_from_vec(xb.clone(), (b, Const));
         let frozen = plan.frozen_prefix(step);
-        let feats = model
-            .backbone
-            .forward_frozen(x, frozen, OwnedTape::<f32, Cpu>::default());
-        let logits = model.head.forward(feats);
+        // Forward and backward on the kernels' thread pool (see `graft_nn::on_workers`).
+        let net = &*model;
+        let (value, mut grads) = on_workers(|| {
+            let feats = net
+                .backbone
+                .forward_frozen(x, frozen, OwnedTape::<f32, Cpu>::default());
+            let loss = cross_entropy(dev, net.head.forward(feats), &yb);
+            (loss.array(), loss.backward())
+        });
         let trained_fwd: f64 = (frozen..block_flops.len())
             .map(|i| block_flops[i] as f64)
             .sum();
-        let loss = cross_entropy(dev, logits, &yb);
-        let value = loss.array();
         if !value.is_finite() {
             let files = ctl.state;
             return Err(diverged(
@@ -351,7 +354,6 @@ pub fn train_classifier_with<B: Backbone<F>, const F: usize>(
             ));
         }
         run.flops += (backbone_fwd + head_fwd + 2.0 * (trained_fwd + head_fwd)) * b as f64;
-        let mut grads = loss.backward();
         let mult = plan.lr_schedule.multiplier(step, schedule.steps);
         let lr_for = |name: &str| {
             if name.starts_with(&head_prefix) {
