@@ -251,8 +251,8 @@ fn main() {
     {
         let b = 256;
         let (x, _) = batch(&dev, b, 99);
-        let mut i_conv = || drop(convnet.forward(x.clone()));
-        let mut i_mlp = || drop(mlp.forward(x.clone()));
+        let mut i_conv = || drop(on_workers(|| convnet.forward(x.clone())));
+        let mut i_mlp = || drop(on_workers(|| mlp.forward(x.clone())));
         let res = alternate(rounds, &mut [&mut i_conv, &mut i_mlp]);
         push(
             format!("convnet/infer/b{b}"),

@@ -115,17 +115,22 @@ impl<const I: usize, const O: usize> Dense<I, O> {
         let wv = (input_grad == InputGrad::Compute).then_some(w);
         tape.add_backward_op(move |grads| {
             with_scratch(b * O, |g| -> Result<(), CpuError> {
-                // g = dL/dy masked by the ReLU, as a bit mask so it vectorises.
+                // g = dL/dy masked by the ReLU (as a bit mask, so it vectorises), summed
+                // over the batch for the bias gradient in the same pass.
+                let mut bias_sum = vec![0.0f32; O];
                 let up = grads.get_or_alloc_mut(&out_g)?;
-                for ((gi, ui), &m) in g.iter_mut().zip(up.iter()).zip(&mask) {
-                    let keep = u32::from(m).wrapping_neg();
-                    *gi = f32::from_bits(ui.to_bits() & keep);
-                }
-                let gb = b_slot(grads)?;
-                for row in g.chunks_exact(O) {
-                    for (d, s) in gb.iter_mut().zip(row) {
-                        *d += *s;
+                let rows = g.chunks_exact_mut(O).zip(up.chunks_exact(O));
+                for ((g_row, up_row), m_row) in rows.zip(mask.chunks_exact(O)) {
+                    for (((gi, ui), &m), sum) in
+                        g_row.iter_mut().zip(up_row).zip(m_row).zip(&mut bias_sum)
+                    {
+                        let keep = u32::from(m).wrapping_neg();
+                        *gi = f32::from_bits(ui.to_bits() & keep);
+                        *sum += *gi;
                     }
+                }
+                for (d, s) in b_slot(grads)?.iter_mut().zip(&bias_sum) {
+                    *d += *s;
                 }
                 let gw = w_slot(grads)?;
                 sgemm_par(

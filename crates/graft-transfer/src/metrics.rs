@@ -1,7 +1,7 @@
 //! Evaluation without a tape: accuracy, mean loss and backbone features.
 
 use dfdx::prelude::*;
-use graft_nn::{Backbone, Classifier, InputBatch, INPUT_LEN};
+use graft_nn::{on_workers, Backbone, Classifier, InputBatch, INPUT_LEN};
 
 use crate::examples::Examples;
 use crate::TransferError;
@@ -47,12 +47,15 @@ pub fn extract_features<B: Backbone<F>, const F: usize>(
     data: &Examples,
 ) -> Result<Examples, TransferError> {
     check_width(data, INPUT_LEN)?;
-    let mut x = Vec::with_capacity(data.len() * F);
-    for chunk in data.x.chunks(256 * INPUT_LEN) {
-        let b = chunk.len() / INPUT_LEN;
-        let t: InputBatch = dev.tensor_from_vec(chunk.to_vec(), (b, Const));
-        x.extend(backbone.forward(t).as_vec());
-    }
+    let mut x = vec![0.0; data.len() * F];
+    // On the kernels' pool (see `graft_nn::on_workers`); features copied out in one memcpy.
+    on_workers(|| {
+        for (chunk, out) in data.x.chunks(256 * INPUT_LEN).zip(x.chunks_mut(256 * F)) {
+            let b = chunk.len() / INPUT_LEN;
+            let t: InputBatch = dev.tensor_from_vec(chunk.to_vec(), (b, Const));
+            backbone.forward(t).copy_into(out);
+        }
+    });
     Ok(Examples {
         x,
         y: data.y.clone(),
@@ -69,14 +72,18 @@ pub fn accuracy<B: Backbone<F>, const F: usize>(
 ) -> Result<f64, TransferError> {
     check_width(data, INPUT_LEN)?;
     let mut correct = 0usize;
-    for (chunk, labels) in data.x.chunks(256 * INPUT_LEN).zip(data.y.chunks(256)) {
-        let t: InputBatch = dev.tensor_from_vec(chunk.to_vec(), (labels.len(), Const));
-        let logits = model.forward(t).as_vec();
-        let c = model.num_classes();
-        for (row, &label) in logits.chunks(c).zip(labels) {
-            correct += usize::from(argmax(row) == label);
+    let c = model.num_classes();
+    let mut logits = vec![0.0; 256 * c];
+    on_workers(|| {
+        for (chunk, labels) in data.x.chunks(256 * INPUT_LEN).zip(data.y.chunks(256)) {
+            let t: InputBatch = dev.tensor_from_vec(chunk.to_vec(), (labels.len(), Const));
+            let out = &mut logits[..labels.len() * c];
+            model.forward(t).copy_into(out);
+            for (row, &label) in out.chunks(c).zip(labels) {
+                correct += usize::from(argmax(row) == label);
+            }
         }
-    }
+    });
     Ok(correct as f64 / data.len().max(1) as f64)
 }
 
