@@ -377,6 +377,16 @@ fn write_summary(gemm_peak: f64, rows: &[Row], quick: bool, out: Option<&Path>) 
             1.0,
             "mlp training step vs a bare dfdx loop, b256",
         ),
+        (
+            "ratio/convnet-train-b64/fraction-of-gemm-peak",
+            0.4,
+            "convnet training step, fraction of the GEMM peak, b64",
+        ),
+        (
+            "ratio/convnet-train-b256/fraction-of-gemm-peak",
+            0.4,
+            "convnet training step, fraction of the GEMM peak, b256",
+        ),
     ];
     let mut tmd = String::from(
         "\n## Targets (medians of ratios measured alternately in this run)\n\n| target | row | need | got | met |\n|---|---|---:|---:|---|\n",
