@@ -227,9 +227,15 @@ pub struct FineTuned {
     pub flops: f64,
 }
 
+/// Calls after each fine-tuning step: `(network so far, step, FLOPs so far)`.
+pub type FineTuneObserver<'a> =
+    &'a mut dyn FnMut(&TextClassifier, usize, f64) -> Result<(), TextError>;
+
 /// Trains copies of `model`'s blocks from `states.from_block` up and a head on the texts
 /// `train` (indices into `states`) with `labels`. The head starts from `init` (`lp-ft`) or
-/// from PyTorch's `Linear` initialisation drawn with `cfg.seed` (`fine-tune`).
+/// from PyTorch's `Linear` initialisation drawn with `cfg.seed` (`fine-tune`). `observe` is
+/// called after every step (for a training curve; `&mut |_, _, _| Ok(())` for none).
+#[allow(clippy::too_many_arguments)]
 pub fn fine_tune(
     model: &MiniLm,
     states: &FrozenStates,
@@ -238,6 +244,7 @@ pub fn fine_tune(
     classes: usize,
     init: Option<&LinearHead>,
     cfg: &FineTuneConfig,
+    observe: FineTuneObserver<'_>,
 ) -> Result<FineTuned, TextError> {
     if train.is_empty() || train.len() != labels.len() {
         return Err(TextError::Invalid(format!(
@@ -276,6 +283,12 @@ pub fn fine_tune(
     let mut pos = order.len();
     let batch = cfg.batch.clamp(1, train.len());
     let mut tokens_seen = 0usize;
+    let block_params = model.encoder.config.hidden_size * model.encoder.config.hidden_size * 4
+        + 2 * model.encoder.config.hidden_size * model.encoder.config.intermediate_size;
+    // Forward and backward (3x forward) over every padded token of every trained block.
+    let trained_blocks = net.layers.len();
+    let flops_of =
+        |tokens: usize| 3.0 * 2.0 * tokens as f64 * (block_params * trained_blocks) as f64;
     for step in 1..=cfg.steps {
         let mut ids = Vec::with_capacity(batch);
         let mut ys = Vec::with_capacity(batch);
@@ -315,11 +328,9 @@ pub fn fine_tune(
         if let Some(e) = failed {
             return Err(e);
         }
+        observe(&net, step, flops_of(tokens_seen))?;
     }
-    let block_params = model.encoder.config.hidden_size * model.encoder.config.hidden_size * 4
-        + 2 * model.encoder.config.hidden_size * model.encoder.config.intermediate_size;
-    // Forward and backward (3x forward) over every padded token of every trained block.
-    let flops = 3.0 * 2.0 * tokens_seen as f64 * (block_params * net.layers.len()) as f64;
+    let flops = flops_of(tokens_seen);
     Ok(FineTuned { model: net, flops })
 }
 

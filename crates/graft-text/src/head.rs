@@ -107,6 +107,18 @@ impl LinearHead {
 
     /// Continues training this head (see [`Self::train`]); returns the FLOPs spent.
     pub fn fit(&mut self, rows: &[SparseRow], labels: &[u32], cfg: &HeadConfig) -> f64 {
+        self.fit_observed(rows, labels, cfg, &mut |_, _, _| {})
+    }
+
+    /// [`Self::fit`], calling `observe(head, step, FLOPs so far)` after every Adam step (for a
+    /// training curve).
+    pub fn fit_observed(
+        &mut self,
+        rows: &[SparseRow],
+        labels: &[u32],
+        cfg: &HeadConfig,
+        observe: &mut dyn FnMut(&Self, usize, f64),
+    ) -> f64 {
         let (d, c) = (self.dim, self.classes);
         let n = rows.len().max(1) as f32;
         let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
@@ -114,6 +126,8 @@ impl LinearHead {
         let mut v = vec![0.0f32; d * c + c];
         let mut g = vec![0.0f32; d * c + c];
         let nnz: usize = rows.iter().map(Vec::len).sum();
+        // Forward and backward over the non-zeros, plus the Adam update of every parameter.
+        let step_flops = 4.0 * nnz as f64 * c as f64 + 10.0 * (d * c + c) as f64;
         for step in 1..=cfg.steps {
             g.fill(0.0);
             for (row, &y) in rows.iter().zip(labels) {
@@ -143,9 +157,9 @@ impl LinearHead {
                     self.bias[i - d * c] -= upd;
                 }
             }
+            observe(self, step, step as f64 * step_flops);
         }
-        // Forward and backward over the non-zeros, plus the Adam update of every parameter.
-        cfg.steps as f64 * (4.0 * nnz as f64 * c as f64 + 10.0 * (d * c + c) as f64)
+        cfg.steps as f64 * step_flops
     }
 }
 

@@ -11,6 +11,7 @@ pub mod fortunes;
 pub mod head;
 pub mod infer;
 pub mod minilm;
+pub mod monitor;
 pub mod progress;
 pub mod strategy;
 pub mod sweep;

@@ -8,11 +8,13 @@ use graft_data::{FeatureCache, TextView};
 use graft_transfer::energy::{co2_grams, joules_or_estimate};
 use graft_transfer::pretrain::{PretrainConfig, PretrainInfo};
 use graft_transfer::report::{self, Report, RunRecord};
+use graft_transfer::train::CurvePoint;
 
 use crate::bow::{dense_row, BagOfWords, SparseRow, DEFAULT_BUCKETS};
 use crate::finetune::{fine_tune, FineTuneConfig, FrozenStates};
 use crate::head::{HeadConfig, LinearHead};
 use crate::minilm::{MiniLm, MODEL_NAME};
+use crate::monitor::{CurveRecorder, MonitorSet, CURVE_POINTS, MONITOR_PER_CLASS};
 use crate::strategy::TextStrategy;
 use crate::TextError;
 
@@ -165,8 +167,18 @@ impl TestSplit {
 
 /// One trained run's outcome before evaluation.
 struct Trained {
+    /// Training seconds (monitor evaluations excluded).
     seconds: f64,
     flops: f64,
+    curve: Vec<CurvePoint>,
+}
+
+/// What one run trains on and is monitored with.
+struct Run<'v, 'a> {
+    shot: &'v TextView<'a>,
+    monitor: &'v MonitorSet,
+    classes: usize,
+    seed: u64,
 }
 
 /// Runs the `fortunes` sweep and writes its report.
@@ -190,11 +202,17 @@ pub fn run_fortunes_sweep(cfg: &TextSweepConfig) -> Result<TextSweepOutcome, Tex
     for &k in &cfg.ks {
         for &seed in &cfg.seeds {
             let shot = pool.k_shot(k, seed)?;
+            let monitor = MonitorSet::new(&pool, &shot, MONITOR_PER_CLASS);
             let mut probe: Option<LinearHead> = None;
             for &strategy in &cfg.strategies {
-                let (trained, accuracy) = run_one(
-                    cfg, &model, &enc, &shot, classes, strategy, seed, &mut probe, &mut test,
-                )?;
+                let run = Run {
+                    shot: &shot,
+                    monitor: &monitor,
+                    classes,
+                    seed,
+                };
+                let (trained, accuracy) =
+                    run_one(cfg, &model, &enc, &run, strategy, &mut probe, &mut test)?;
                 let (joules, energy_source) = joules_or_estimate(None, trained.flops);
                 tracing::info!(strategy = strategy.name(), k, seed, accuracy, "run done");
                 results.push(RunRecord {
@@ -209,7 +227,7 @@ pub fn run_fortunes_sweep(cfg: &TextSweepConfig) -> Result<TextSweepOutcome, Tex
                     joules,
                     energy_source,
                     co2_grams: co2_grams(joules, cfg.grid_g_per_kwh),
-                    curve: Vec::new(),
+                    curve: trained.curve,
                 });
             }
         }
@@ -225,7 +243,7 @@ pub fn run_fortunes_sweep(cfg: &TextSweepConfig) -> Result<TextSweepOutcome, Tex
         grid_g_per_kwh: cfg.grid_g_per_kwh,
         test_examples: test.ids.len(),
         test_evaluations: test.reads,
-        monitor_per_class: 0,
+        monitor_per_class: MONITOR_PER_CLASS,
         all_labels_per_class: smallest,
         pretraining: PretrainInfo {
             checkpoint: model.dir.join("model.safetensors"),
@@ -252,32 +270,47 @@ pub fn run_fortunes_sweep(cfg: &TextSweepConfig) -> Result<TextSweepOutcome, Tex
     Ok(TextSweepOutcome { report, dir })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run_one(
     cfg: &TextSweepConfig,
     model: &MiniLm,
     enc: &Encoded,
-    shot: &TextView<'_>,
-    classes: usize,
+    run: &Run<'_, '_>,
     strategy: TextStrategy,
-    seed: u64,
     probe: &mut Option<LinearHead>,
     test: &mut TestSplit,
 ) -> Result<(Trained, f64), TextError> {
+    let shot = run.shot;
     let ids: Vec<usize> = shot.indices().iter().map(|&i| i as usize).collect();
     let labels = shot.labels();
-    let start = Instant::now();
     let ds = shot.dataset();
+    let monitor = run.monitor;
+    let classes = run.classes;
+    let mut rec = CurveRecorder::new(cfg.head.steps, CURVE_POINTS);
+    let finish = |rec: CurveRecorder, flops: f64| Trained {
+        seconds: rec.seconds(),
+        flops,
+        curve: rec.points,
+    };
     match strategy {
         TextStrategy::Scratch => {
             let texts = shot.texts()?;
             let bow = BagOfWords::fit(&texts, DEFAULT_BUCKETS);
             let rows: Vec<SparseRow> = texts.iter().map(|t| bow.transform(t)).collect();
-            let (head, flops) = LinearHead::train(&rows, labels, bow.dim(), classes, &cfg.head);
-            let trained = Trained {
-                seconds: start.elapsed().as_secs_f64(),
-                flops,
-            };
+            let monitor_rows = rec.exclude(|| -> Result<Vec<SparseRow>, TextError> {
+                monitor
+                    .ids
+                    .iter()
+                    .map(|&i| Ok(bow.transform(ds.text(i)?)))
+                    .collect()
+            })?;
+            let mut head = LinearHead::zeros(bow.dim(), classes);
+            let flops = head.fit_observed(&rows, labels, &cfg.head, &mut |h, step, f| {
+                let _ = rec.observe(step, f, || {
+                    let p: Vec<usize> = monitor_rows.iter().map(|r| h.predict(r)).collect();
+                    Ok::<_, ()>(monitor.accuracy(&p))
+                });
+            });
+            let trained = finish(rec, flops);
             let acc = test.evaluate(|ids| {
                 ids.iter()
                     .map(|&i| -> Result<usize, TextError> {
@@ -288,16 +321,13 @@ fn run_one(
             Ok((trained, acc))
         }
         TextStrategy::LinearProbe => {
-            let head = train_probe(cfg, enc, &ids, labels, classes);
-            *probe = Some(head.0.clone());
-            let trained = Trained {
-                seconds: start.elapsed().as_secs_f64(),
-                flops: head.1,
-            };
+            let (head, flops) = train_probe(cfg, enc, &ids, labels, classes, monitor, &mut rec);
+            *probe = Some(head.clone());
+            let trained = finish(rec, flops);
             let acc = test.evaluate(|ids| {
                 Ok(ids
                     .iter()
-                    .map(|&i| head.0.predict(&enc.embeddings[i]))
+                    .map(|&i| head.predict(&enc.embeddings[i]))
                     .collect())
             })?;
             Ok((trained, acc))
@@ -309,13 +339,13 @@ fn run_one(
             let mut flops = 0.0;
             let init = if strategy == TextStrategy::LpFt {
                 // The probe of the same (k, seed) when it ran, else trained here; its cost
-                // counts towards lp-ft either way.
+                // counts towards lp-ft either way (its curve only when trained here).
                 let (h, f) = match probe.clone() {
                     Some(h) => {
                         let f = train_probe_flops(cfg, &ids, model.dim(), classes);
                         (h, f)
                     }
-                    None => train_probe(cfg, enc, &ids, labels, classes),
+                    None => train_probe(cfg, enc, &ids, labels, classes, monitor, &mut rec),
                 };
                 flops += f;
                 Some(h)
@@ -323,30 +353,55 @@ fn run_one(
                 None
             };
             let ft_cfg = FineTuneConfig {
-                seed,
+                seed: run.seed,
                 ..cfg.fine_tune
             };
-            let out = fine_tune(model, states, &ids, labels, classes, init.as_ref(), &ft_cfg)?;
-            let trained = Trained {
-                seconds: start.elapsed().as_secs_f64(),
-                flops: flops + out.flops,
-            };
+            rec.next_phase(ft_cfg.steps, flops);
+            let out = fine_tune(
+                model,
+                states,
+                &ids,
+                labels,
+                classes,
+                init.as_ref(),
+                &ft_cfg,
+                &mut |net, step, f| {
+                    rec.observe(step, f, || {
+                        Ok(monitor.accuracy(&net.predict(model, states, &monitor.ids)?))
+                    })
+                },
+            )?;
+            let trained = finish(rec, flops + out.flops);
             let acc = test.evaluate(|ids| out.model.predict(model, states, ids))?;
             Ok((trained, acc))
         }
     }
 }
 
+/// A linear probe on the cached embeddings, its curve on the monitor set going to `rec`.
 fn train_probe(
     cfg: &TextSweepConfig,
     enc: &Encoded,
     ids: &[usize],
     labels: &[u32],
     classes: usize,
+    monitor: &MonitorSet,
+    rec: &mut CurveRecorder,
 ) -> (LinearHead, f64) {
     let rows: Vec<SparseRow> = ids.iter().map(|&i| enc.embeddings[i].clone()).collect();
     let d = rows.first().map_or(0, Vec::len);
-    LinearHead::train(&rows, labels, d, classes, &cfg.head)
+    let mut head = LinearHead::zeros(d, classes);
+    let flops = head.fit_observed(&rows, labels, &cfg.head, &mut |h, step, f| {
+        let _ = rec.observe(step, f, || {
+            let p: Vec<usize> = monitor
+                .ids
+                .iter()
+                .map(|&i| h.predict(&enc.embeddings[i]))
+                .collect();
+            Ok::<_, ()>(monitor.accuracy(&p))
+        });
+    });
+    (head, flops)
 }
 
 fn train_probe_flops(cfg: &TextSweepConfig, ids: &[usize], d: usize, classes: usize) -> f64 {

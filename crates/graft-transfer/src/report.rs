@@ -315,7 +315,7 @@ pub fn markdown(report: &Report) -> String {
     } else {
         format!(
             "training seconds and FLOPs, and the speed-up to reach scratch's final accuracy, read off each run's \
-             curve on a monitor set of {} pool images per class outside its k-shot set (the monitor never chooses anything; \
+             curve on a monitor set of {} pool examples per class outside its k-shot set (the monitor never chooses anything; \
              runs that never reach it are counted)",
             report.monitor_per_class
         )
@@ -324,7 +324,7 @@ pub fn markdown(report: &Report) -> String {
         s,
         "The three promises: **few labels**: accuracy and the paired gain over scratch with its 95% t interval over seeds; \
          **speed**: {speed}; **environment**: energy {source}, CO2 at {} g/kWh. \
-         The test split ({} images) was evaluated {} times for {} runs.\n",
+         The test split ({} examples) was evaluated {} times for {} runs.\n",
         report.grid_g_per_kwh,
         report.test_examples,
         report.test_evaluations,
