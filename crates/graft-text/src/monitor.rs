@@ -58,6 +58,7 @@ impl MonitorSet {
 pub struct CurveRecorder {
     started: Instant,
     excluded: f64,
+    per_phase: usize,
     every: usize,
     total: usize,
     flops_before: f64,
@@ -72,6 +73,7 @@ impl CurveRecorder {
         Self {
             started: Instant::now(),
             excluded: 0.0,
+            per_phase: points.max(1),
             every: (total_steps / points.max(1)).max(1),
             total: total_steps,
             flops_before: 0.0,
@@ -79,10 +81,10 @@ impl CurveRecorder {
         }
     }
 
-    /// Starts a new phase of `total_steps` whose FLOPs add to `flops_before` (lp-ft's
-    /// fine-tuning after its probe); time keeps running.
+    /// Starts a new phase of `total_steps`, evaluated as often as the first, whose FLOPs add
+    /// to `flops_before` (lp-ft's fine-tuning after its probe); time keeps running.
     pub fn next_phase(&mut self, total_steps: usize, flops_before: f64) {
-        self.every = (total_steps / CURVE_POINTS).max(1);
+        self.every = (total_steps / self.per_phase).max(1);
         self.total = total_steps;
         self.flops_before = flops_before;
     }
