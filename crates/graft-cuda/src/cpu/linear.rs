@@ -91,7 +91,7 @@ pub fn fit_linear_probe(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// `classes` well-separated Gaussian-ish blobs in `d` dimensions (deterministic).

@@ -5,6 +5,9 @@
 //! library that vanished) becomes a [`CudaError`]. Nothing here is reached unless
 //! [`crate::select_backend`] (or the caller) chose [`crate::Backend::Cuda`].
 
+#[cfg(test)]
+mod emulator;
+mod gemm;
 mod ops;
 
 use std::collections::HashMap;
@@ -68,6 +71,15 @@ pub(crate) fn grid_stride(total: usize) -> LaunchConfig {
     let blocks = total.div_ceil(256).clamp(1, 65_535) as u32;
     LaunchConfig {
         grid_dim: (blocks, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// One thread per item (256 threads per block; threads past `total` return at once).
+pub(crate) fn thread_per_item(total: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (total.div_ceil(256).max(1) as u32, 1, 1),
         block_dim: (256, 1, 1),
         shared_mem_bytes: 0,
     }

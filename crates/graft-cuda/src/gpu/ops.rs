@@ -4,10 +4,10 @@
 //! (lengths consistent, dimensions fit `u32`, labels in range, non-empty), which is
 //! what makes the kernel launches below memory-safe.
 
-use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
+use cudarc::cublas::{CudaBlas, Gemm};
 use cudarc::driver::{CudaSlice, CudaView, PushKernelArg};
 
-use super::{block_per_row, drv, grid_stride, Gpu};
+use super::{block_per_row, drv, gemm, grid_stride, thread_per_item, Gpu};
 use crate::error::CudaError;
 use crate::kernels;
 use crate::linear_probe::{epoch_order, LinearProbe, LinearProbeConfig};
@@ -25,11 +25,6 @@ fn blas_err(call: &'static str) -> impl Fn(cudarc::cublas::result::CublasError) 
 
 fn no_blas() -> CudaError {
     CudaError::Blas("no cuBLAS handle".to_owned())
-}
-
-/// `i32` for a cuBLAS dimension (callers checked that dimensions fit `u32`).
-fn dim(v: usize) -> Result<i32, CudaError> {
-    i32::try_from(v).map_err(|_| CudaError::Blas(format!("dimension {v} exceeds cuBLAS's i32")))
 }
 
 impl Gpu {
@@ -201,14 +196,9 @@ impl Gpu {
         let (r, d) = (rows as u32, dim as u32);
         let mut b = self.stream.launch_builder(&f);
         b.arg(x).arg(&mut out).arg(&r).arg(&d);
-        let cfg = cudarc::driver::LaunchConfig {
-            grid_dim: (rows.div_ceil(256) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
         // SAFETY: matches `row_sq_norms` in knn.cu; `x` holds rows·dim values and `out`
         // holds `rows`; threads past the last row return immediately.
-        unsafe { b.launch(cfg) }.map_err(drv("cuLaunchKernel"))?;
+        unsafe { b.launch(thread_per_item(rows)) }.map_err(drv("cuLaunchKernel"))?;
         Ok(out)
     }
 
@@ -229,21 +219,7 @@ impl Gpu {
         d: &mut CudaSlice<f32>,
     ) -> Result<(), CudaError> {
         let q_view: CudaView<'_, f32> = q.slice(q0 * d_dim..(q0 + cq) * d_dim);
-        // Row-major D (cq × nr) is column-major Dᵀ (nr × cq) = R · Qᵀ. The row-major
-        // buffers R (nr × d) and Q (cq × d) are column-major Rᵀ (d × nr) and Qᵀ (d × cq),
-        // so A = R buffer transposed, B = Q buffer as is.
-        let cfg = GemmConfig {
-            transa: cublasOperation_t::CUBLAS_OP_T,
-            transb: cublasOperation_t::CUBLAS_OP_N,
-            m: dim(nr)?,
-            n: dim(cq)?,
-            k: dim(d_dim)?,
-            alpha: -2.0f32,
-            lda: dim(d_dim)?,
-            ldb: dim(d_dim)?,
-            beta: 0.0f32,
-            ldc: dim(nr)?,
-        };
+        let cfg = gemm::neg2_q_rt(cq, nr, d_dim)?;
         // SAFETY: A is nr × d (lda = d, r holds nr·d values), B is d × cq (ldb = d, the
         // view holds cq·d values), C is nr × cq (ldc = nr, d holds at least cq·nr values).
         unsafe { blas.gemm(cfg, r, &q_view, d) }.map_err(blas_err("cublasSgemm"))?;
@@ -394,21 +370,7 @@ impl Gpu {
                     // yb batch >= bsz.
                     unsafe { b.launch(grid_stride(bsz * d_dim)) }.map_err(drv("cuLaunchKernel"))?;
 
-                    // Row-major logits L (bsz × C) = Xb Wᵀ, i.e. column-major Lᵀ (C × bsz)
-                    // = W · Xbᵀ: A = W buffer (column-major d × C) transposed, B = Xb
-                    // buffer (column-major d × bsz) as is.
-                    let fwd = GemmConfig {
-                        transa: cublasOperation_t::CUBLAS_OP_T,
-                        transb: cublasOperation_t::CUBLAS_OP_N,
-                        m: dim(classes)?,
-                        n: dim(bsz)?,
-                        k: dim(d_dim)?,
-                        alpha: 1.0f32,
-                        lda: dim(d_dim)?,
-                        ldb: dim(d_dim)?,
-                        beta: 0.0f32,
-                        ldc: dim(classes)?,
-                    };
+                    let fwd = gemm::logits(bsz, classes, d_dim)?;
                     // SAFETY: w holds C·d values (A: C × d, lda = d), xb at least bsz·d
                     // (B: d × bsz, ldb = d), logits at least bsz·C (C: C × bsz, ldc = C).
                     unsafe { blas.gemm(fwd, &w, &xb, &mut logits) }
@@ -430,21 +392,7 @@ impl Gpu {
                         classes,
                     )?;
 
-                    // Row-major gW (C × d) = Gᵀ Xb, i.e. column-major gWᵀ (d × C) = Xbᵀ · G:
-                    // A = Xb buffer (column-major d × bsz) as is, B = G buffer
-                    // (column-major C × bsz) transposed.
-                    let bwd = GemmConfig {
-                        transa: cublasOperation_t::CUBLAS_OP_N,
-                        transb: cublasOperation_t::CUBLAS_OP_T,
-                        m: dim(d_dim)?,
-                        n: dim(classes)?,
-                        k: dim(bsz)?,
-                        alpha: 1.0f32,
-                        lda: dim(d_dim)?,
-                        ldb: dim(classes)?,
-                        beta: 0.0f32,
-                        ldc: dim(d_dim)?,
-                    };
+                    let bwd = gemm::weight_grad(bsz, classes, d_dim)?;
                     // SAFETY: xb holds at least bsz·d values (A: d × bsz, lda = d), grad at
                     // least bsz·C (B: C × bsz, ldb = C), gw C·d (C: d × C, ldc = d).
                     unsafe { blas.gemm(bwd, &xb, &grad, &mut gw) }
@@ -452,14 +400,9 @@ impl Gpu {
 
                     let mut b = s.launch_builder(&column_sums);
                     b.arg(&grad).arg(&mut gb).arg(&b32).arg(&c32);
-                    let cols = cudarc::driver::LaunchConfig {
-                        grid_dim: (classes.div_ceil(256) as u32, 1, 1),
-                        block_dim: (256, 1, 1),
-                        shared_mem_bytes: 0,
-                    };
                     // SAFETY: matches `column_sums`; grad holds at least bsz·C values, gb C;
                     // threads past the last column return immediately.
-                    unsafe { b.launch(cols) }.map_err(drv("cuLaunchKernel"))?;
+                    unsafe { b.launch(thread_per_item(classes)) }.map_err(drv("cuLaunchKernel"))?;
 
                     step += 1;
                     self.launch_adam(&mut w, &gw, &mut wm, &mut wv, &wcfg, step)?;
