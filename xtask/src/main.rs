@@ -33,6 +33,12 @@ tasks:
         of the `fortunes` protocol run both first
   nvrtc fetch NVRTC for CUDA 13 from PyPI (pip download) into target/nvrtc and compile
         every CUDA kernel to PTX for sm_80 and sm_90 (no GPU needed)
+  gpu-check [--out FILE]
+        graft-cuda's tests in release mode (the CUDA variants run where a GPU is, the
+        kernel emulator everywhere), then every kernel against its CPU reference on the
+        GPU, written as JSON (kernel, shapes, max error, time) to FILE (default
+        target/gpu-check/gpu_check.json; without a GPU it says why it skipped,
+        as JSON too). NVRTC from `cargo xtask nvrtc` (target/nvrtc/lib) is used if present
   test  the test suite (cargo test --workspace)
   ci    what CI runs: cargo fmt --check, cargo clippy -D warnings, fetch fashion-mnist and
         minilm, the test suite (the MiniLM reference test required),
@@ -60,6 +66,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("bench") => bench(&args[1..]),
         Some("test") => test(),
         Some("nvrtc") => nvrtc(),
+        Some("gpu-check") => gpu_check(&args[1..]),
         Some("ci") => ci(),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
@@ -332,10 +339,6 @@ fn nvrtc() -> Result<()> {
             }
         }
     }
-    let path = match std::env::var("LD_LIBRARY_PATH") {
-        Ok(old) if !old.is_empty() => format!("{}:{old}", lib.display()),
-        _ => lib.display().to_string(),
-    };
     status(
         cargo()
             .args([
@@ -347,9 +350,58 @@ fn nvrtc() -> Result<()> {
                 "nvrtc_compiles_every_kernel",
             ])
             .args(["--", "--nocapture"])
-            .env("LD_LIBRARY_PATH", path)
+            .env("LD_LIBRARY_PATH", library_path_with(&lib))
             .env("GRAFT_REQUIRE_NVRTC", "1"),
     )
+}
+
+/// `LD_LIBRARY_PATH` with `dir` in front of what it already holds.
+fn library_path_with(dir: &Path) -> String {
+    match std::env::var("LD_LIBRARY_PATH") {
+        Ok(old) if !old.is_empty() => format!("{}:{old}", dir.display()),
+        _ => dir.display().to_string(),
+    }
+}
+
+/// `cargo xtask gpu-check [--out FILE]`: graft-cuda's tests in release mode, then the
+/// `gpu_check` example (every kernel against its CPU reference on the GPU) writing FILE.
+/// One prepared command for a GPU machine; on one without a GPU both steps pass and say
+/// what they skipped.
+fn gpu_check(args: &[String]) -> Result<()> {
+    let out = match args {
+        [] => project_root().join("target/gpu-check/gpu_check.json"),
+        [flag, file] if flag == "--out" => PathBuf::from(file),
+        _ => bail!("gpu-check: expected nothing or `--out FILE`\n{USAGE}"),
+    };
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let nvrtc = project_root().join("target/nvrtc/lib");
+    let with_nvrtc = |cmd: &mut Command| {
+        if nvrtc.join("libnvrtc.so.13").exists() {
+            cmd.env("LD_LIBRARY_PATH", library_path_with(&nvrtc));
+        }
+    };
+    let mut tests = cargo();
+    tests.args(["test", "--release", "-p", "graft-cuda", "--", "--nocapture"]);
+    with_nvrtc(&mut tests);
+    status(&mut tests)?;
+    let mut check = cargo();
+    check
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "graft-cuda",
+            "--example",
+            "gpu_check",
+            "--",
+        ])
+        .arg(&out);
+    with_nvrtc(&mut check);
+    status(&mut check)?;
+    println!("gpu-check: wrote {}", out.display());
+    Ok(())
 }
 
 /// `cargo xtask bench`: the benchmark suite, then (with `--peers`) the PyTorch peer.
