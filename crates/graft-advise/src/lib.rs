@@ -3,6 +3,7 @@
 
 pub mod advise;
 pub mod candidate;
+pub mod dissent;
 pub mod error;
 pub mod evaluate;
 pub mod features;
@@ -19,6 +20,7 @@ pub mod spectrum;
 
 pub use advise::{advise, Advice, AdviseConfig};
 pub use candidate::Candidate;
+pub use dissent::{dissent, Dissent};
 pub use error::AdviseError;
 pub use hscore::hscore;
 pub use knn::{knn_loo_accuracy, DEFAULT_NEIGHBOURS};

@@ -20,12 +20,16 @@
 //!    features are worth starting from but not final: **lp-ft** (a linear probe on them, then
 //!    fine-tuning everything from the probed head; Kumar et al., 2022).
 //!
+//! The source is LogME's pick; where other estimators rank another pretrained source first, the
+//! recommendation lists them ([`Dissent`]) and says to compare the sources on validation labels.
+//!
 //! The thresholds are none but the comparisons themselves; the crate README shows how the
 //! recommendations compare with `graft sweep` on PROTOCOLS.md's targets at k = 10 (the targets
 //! and budget the rule was written against: an in-sample check) and at other budgets.
 
 use serde::Serialize;
 
+use crate::dissent::{describe, dissent, Dissent};
 use crate::network::SourceNetwork;
 use crate::CandidateScore;
 
@@ -45,6 +49,9 @@ pub struct Recommendation {
     pub strategy: String,
     /// The reasoning, one paragraph.
     pub reason: String,
+    /// The estimators that rank another pretrained checkpoint first (empty when they agree,
+    /// when one pretrained checkpoint was scored, and for scratch).
+    pub dissent: Vec<Dissent>,
 }
 
 impl Recommendation {
@@ -54,6 +61,7 @@ impl Recommendation {
             layer: None,
             strategy: "scratch".into(),
             reason,
+            dissent: Vec::new(),
         }
     }
 }
@@ -139,10 +147,13 @@ pub fn recommend(scores: &[CandidateScore], k: usize, classes: usize) -> Recomme
             )),
         }
     };
+    let dissent = dissent(scores, &best.checkpoint);
+    let caution = describe(&dissent, &budget).map_or(String::new(), |d| format!(" {d}"));
     Recommendation {
         checkpoint: Some(best.checkpoint.clone()),
         layer: Some(best.layer.clone()),
         strategy: strategy.to_string(),
-        reason: format!("{source}; {why}."),
+        reason: format!("{source}; {why}.{caution}"),
+        dissent,
     }
 }

@@ -89,3 +89,73 @@ fn unscored_top_blocks_mean_discriminative_rates() {
         .collect();
     assert_eq!(recommend(&s, 10, 2).strategy, "discriminative");
 }
+
+/// `scores`' source plus a second checkpoint `b.safetensors` whose blocks score `logme` and
+/// whose LEEP, NCE, H-score and kNN are `others` (one value each, on every block).
+fn with_second_source(logme: [f64; 3], others: [f64; 4]) -> Vec<CandidateScore> {
+    let mut s = scores([-0.9, -0.8, -0.5], [-0.7, -0.75, -0.8]);
+    for (layer, l) in ["conv1", "conv2", "fc1"].into_iter().zip(logme) {
+        let [leep, nce, hscore, knn] = others;
+        s.push(CandidateScore {
+            leep,
+            nce,
+            hscore,
+            knn,
+            ..score("b.safetensors", layer, l)
+        });
+    }
+    s
+}
+
+#[test]
+fn one_pretrained_source_has_no_dissent_even_if_random_scores_higher() {
+    let mut s = scores([-0.9, -0.8, -0.5], [-0.7, -0.75, -0.8]);
+    for r in s.iter_mut().filter(|r| r.random) {
+        (r.leep, r.nce, r.knn) = (0.0, 0.0, 1.0);
+    }
+    let r = recommend(&s, 10, 2);
+    assert!(r.dissent.is_empty(), "{:?}", r.dissent);
+    assert!(!r.reason.contains("disagree"), "{}", r.reason);
+}
+
+#[test]
+fn estimators_that_rank_another_source_first_are_named() {
+    // src wins on LogME (-0.5 at fc1); b has higher LEEP and NCE, the same H-score (ties do
+    // not dissent) and a higher kNN accuracy.
+    let s = with_second_source([-0.95, -0.9, -0.6], [-0.5, -0.4, 1.0, 0.7]);
+    let r = recommend(&s, 10, 2);
+    assert_eq!(r.checkpoint.as_deref(), Some("src.safetensors"));
+    let named: Vec<_> = r
+        .dissent
+        .iter()
+        .map(|d| (d.estimator, d.checkpoint.as_str()))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("LEEP", "b.safetensors"),
+            ("NCE", "b.safetensors"),
+            ("kNN", "b.safetensors")
+        ]
+    );
+    assert!(
+        r.reason
+            .contains("LEEP, NCE and kNN rank b.safetensors first"),
+        "{}",
+        r.reason
+    );
+    assert!(r.reason.contains("validation split"), "{}", r.reason);
+}
+
+#[test]
+fn agreeing_estimators_and_scratch_carry_no_dissent() {
+    // b trails src on every estimator.
+    let s = with_second_source([-0.95, -0.9, -0.6], [-2.0, -2.0, 0.5, 0.2]);
+    assert!(recommend(&s, 10, 2).dissent.is_empty());
+    // Every pretrained block below every random block: scratch, whatever the others say.
+    let mut s = with_second_source([-0.95, -0.9, -0.99], [0.0, 0.0, 9.0, 1.0]);
+    s.retain(|c| c.checkpoint != "src.safetensors");
+    let r = recommend(&s, 10, 2);
+    assert_eq!(r.strategy, "scratch");
+    assert!(r.dissent.is_empty());
+}
