@@ -129,16 +129,18 @@ fn cli_holds_no_training_logic() {
 #[test]
 fn advise_reads_features_and_stays_off_the_gpu_and_the_cli() {
     // graft-advise may depend on graft-data, graft-nn, graft-transfer (protocols, probes),
-    // dfdx (forward passes) and nalgebra (eigendecompositions); never on graft-cuda or the CLI.
+    // dfdx (forward passes) and nalgebra (eigendecompositions); never on the CLI, and on
+    // graft-cuda only through graft-transfer (whose linear probe uses a GPU when present).
     // (cudarc is not checked on the closure: `cargo metadata` lists dfdx's optional one.)
     let g = dependency_graph();
-    let deps = closure(&g, "graft-advise");
-    for forbidden in ["graft-cuda", "graft-cli"] {
-        assert!(
-            !deps.contains(forbidden),
-            "graft-advise must not depend on {forbidden}"
-        );
-    }
+    assert!(
+        !closure(&g, "graft-advise").contains("graft-cli"),
+        "graft-advise must not depend on graft-cli"
+    );
+    assert!(
+        !g["graft-advise"].contains("graft-cuda"),
+        "graft-advise must not depend on graft-cuda directly"
+    );
     let graft_deps: BTreeSet<&str> = g["graft-advise"]
         .iter()
         .map(String::as_str)
@@ -157,16 +159,36 @@ fn advise_reads_features_and_stays_off_the_gpu_and_the_cli() {
 #[test]
 fn text_stays_off_the_gpu_and_the_cli() {
     // graft-text (BERT encoder, tokenizer, fortunes protocol) reuses graft-data and
-    // graft-transfer's reports; it never reaches graft-cuda or the CLI. (cudarc is not
-    // checked on the closure: `cargo metadata` lists dfdx's optional one.)
+    // graft-transfer's reports; it never reaches the CLI, and graft-cuda only through
+    // graft-transfer. (cudarc is not checked on the closure: `cargo metadata` lists dfdx's
+    // optional one.)
     let g = dependency_graph();
-    let deps = closure(&g, "graft-text");
-    for forbidden in ["graft-cuda", "graft-cli"] {
-        assert!(
-            !deps.contains(forbidden),
-            "graft-text must not depend on {forbidden}"
-        );
-    }
+    assert!(
+        !closure(&g, "graft-text").contains("graft-cli"),
+        "graft-text must not depend on graft-cli"
+    );
+    assert!(
+        !g["graft-text"].contains("graft-cuda"),
+        "graft-text must not depend on graft-cuda directly"
+    );
+}
+
+#[test]
+fn only_the_cli_and_graft_transfer_use_graft_cuda() {
+    // The CUDA layer is reached through `graft devices` and graft-transfer's linear probe;
+    // it depends on neither (no cycle, no dfdx in it: see above).
+    let g = dependency_graph();
+    let users: BTreeSet<&str> = g
+        .iter()
+        .filter(|(_, deps)| deps.contains("graft-cuda"))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(
+        users,
+        BTreeSet::from(["graft", "graft-cli", "graft-transfer"])
+    );
+    let cuda = closure(&g, "graft-cuda");
+    assert!(!cuda.contains("graft-transfer") && !cuda.contains("graft-nn"));
 }
 
 #[test]

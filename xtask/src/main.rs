@@ -38,7 +38,10 @@ tasks:
         kernel emulator everywhere), then every kernel against its CPU reference on the
         GPU, written as JSON (kernel, shapes, max error, time) to FILE (default
         target/gpu-check/gpu_check.json; without a GPU it says why it skipped,
-        as JSON too). NVRTC from `cargo xtask nvrtc` (target/nvrtc/lib) is used if present
+        as JSON too). With a GPU it then runs the `animals` linear probe (mlp, k = 10) with
+        `graft transfer` on the GPU and with CUDA hidden, into animals_probe.json beside FILE,
+        and fails if the GPU's accuracy trails. NVRTC from `cargo xtask nvrtc`
+        (target/nvrtc/lib) is used if present
   test  the test suite (cargo test --workspace)
   ci    what CI runs: cargo fmt --check, cargo clippy -D warnings, fetch fashion-mnist and
         minilm, the test suite (the MiniLM reference test required),
@@ -401,6 +404,111 @@ fn gpu_check(args: &[String]) -> Result<()> {
     with_nvrtc(&mut check);
     status(&mut check)?;
     println!("gpu-check: wrote {}", out.display());
+    let report =
+        std::fs::read_to_string(&out).with_context(|| format!("cannot read {}", out.display()))?;
+    if report.contains("\"device\": null") {
+        println!("gpu-check: no GPU, so the animals probe comparison is skipped");
+        return Ok(());
+    }
+    let probe_out = out.with_file_name("animals_probe.json");
+    animals_probe_on_gpu_and_cpu(&probe_out, &with_nvrtc)
+}
+
+/// The `animals` linear probe (mlp, k = 10, seed 0) through `graft transfer`, once with the
+/// GPU and once with CUDA hidden (`CUDA_VISIBLE_DEVICES=""`): writes both test accuracies and
+/// times to `out` and fails if the GPU's is more than half a point below the CPU's.
+fn animals_probe_on_gpu_and_cpu(out: &Path, with_nvrtc: &dyn Fn(&mut Command)) -> Result<()> {
+    status(cargo().args(["build", "--release", "-p", "graft-cli"]))?;
+    let bin = project_root().join("target/release/graft");
+    let dir = out.with_file_name("animals_probe");
+    std::fs::create_dir_all(&dir)?;
+    let source = dir.join("source.safetensors");
+    let run = |args: &[&str], hide_cuda: bool| -> Result<String> {
+        let mut cmd = Command::new(&bin);
+        cmd.args(args);
+        with_nvrtc(&mut cmd);
+        if hide_cuda {
+            cmd.env("CUDA_VISIBLE_DEVICES", "");
+        }
+        let shown = format!("{cmd:?}");
+        eprintln!("xtask: {shown}");
+        let o = cmd
+            .output()
+            .with_context(|| format!("cannot start {shown}"))?;
+        if !o.status.success() {
+            bail!("{shown} failed: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let src = source.display().to_string();
+    run(
+        &[
+            "pretrain",
+            "--protocol",
+            "animals",
+            "--model",
+            "mlp",
+            "--out",
+            &src,
+        ],
+        true,
+    )?;
+    let devices = run(&["devices"], false)?;
+    let mut fields = vec![format!("\"devices\": {:?}", devices.trim())];
+    let mut accuracy = Vec::new();
+    for (name, hide_cuda) in [("gpu", false), ("cpu", true)] {
+        let model = dir
+            .join(format!("probe-{name}.safetensors"))
+            .display()
+            .to_string();
+        let json = run(
+            &[
+                "transfer",
+                "--protocol",
+                "animals",
+                "--model",
+                "mlp",
+                "--checkpoint",
+                &src,
+                "--strategy",
+                "linear-probe",
+                "--k",
+                "10",
+                "--seed",
+                "0",
+                "--out",
+                &model,
+                "--json",
+            ],
+            hide_cuda,
+        )?;
+        let number = |key: &str| -> Result<f64> {
+            let at = json
+                .find(&format!("\"{key}\":"))
+                .with_context(|| format!("no `{key}` in graft transfer's output:\n{json}"))?;
+            let rest = json[at + key.len() + 3..].trim_start();
+            let end = rest.find([',', '\n', '}']).unwrap_or(rest.len());
+            Ok(rest[..end].trim().parse()?)
+        };
+        let (acc, secs) = (number("accuracy")?, number("wall_seconds")?);
+        fields.push(format!(
+            "\"{name}_accuracy\": {acc}, \"{name}_seconds\": {secs}"
+        ));
+        accuracy.push(acc);
+    }
+    let text = format!(
+        "{{\"protocol\": \"animals\", \"model\": \"mlp\", \"strategy\": \"linear-probe\", \"k\": 10, \"seed\": 0, {}}}\n",
+        fields.join(", ")
+    );
+    std::fs::write(out, &text).with_context(|| format!("cannot write {}", out.display()))?;
+    print!("gpu-check: {text}");
+    if accuracy[0] < accuracy[1] - 0.005 {
+        bail!(
+            "the GPU probe's accuracy {} is below the CPU probe's {}",
+            accuracy[0],
+            accuracy[1]
+        );
+    }
     Ok(())
 }
 

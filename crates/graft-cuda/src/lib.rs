@@ -6,12 +6,14 @@ pub mod cpu;
 mod error;
 mod gpu;
 pub mod kernels;
+mod linear_head;
 mod linear_probe;
 mod ops;
 mod probe;
 
 pub use backend::{select_backend, Backend};
 pub use error::CudaError;
+pub use linear_head::{train_linear_head_on, CachedFeatures, HeadOptimizer, HeadSteps};
 pub use linear_probe::{epoch_order, LinearProbe, LinearProbeConfig};
 pub use ops::{
     adam_step, adam_step_on, knn, knn_on, normalize_images, normalize_images_on, softmax_xent,

@@ -1,8 +1,9 @@
 //! Linear probe: multinomial logistic regression trained on cached features.
 
 use crate::backend::{select_backend, Backend};
+use crate::cpu;
+use crate::linear_head::{train_linear_head_on, CachedFeatures, HeadOptimizer, HeadSteps};
 use crate::ops::{check_len, check_u32, invalid, AdamConfig, OpError};
-use crate::{cpu, gpu};
 
 /// Training settings of [`LinearProbe::fit`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -124,13 +125,31 @@ impl LinearProbe {
         cfg: &LinearProbeConfig,
     ) -> Result<LinearProbe, OpError> {
         check_fit(features, n, d, labels, classes, cfg)?;
-        match backend {
-            Backend::Cuda(info) if gpu::cublas_usable() => {
-                let gpu = gpu::device(info)?;
-                Ok(gpu.fit_linear_probe(features, n, d, labels, classes, cfg)?)
-            }
-            _ => cpu::fit_linear_probe(features, n, d, labels, classes, cfg),
-        }
+        let data = CachedFeatures {
+            values: features,
+            dim: d,
+            labels,
+            classes,
+        };
+        let steps = HeadSteps::epochs(cfg.seed, n, cfg.batch, cfg.epochs);
+        let opt = HeadOptimizer {
+            weight: cfg.weight_adam(),
+            bias: cfg.bias_adam(),
+        };
+        let (mut weights, mut bias) = (vec![0.0; classes * d], vec![0.0; classes]);
+        let losses = train_linear_head_on(backend, &data, &mut weights, &mut bias, &steps, &opt)?;
+        // Each epoch's rows are n consecutive losses; their mean, summed in order in f64.
+        let loss_history = losses
+            .chunks(n)
+            .map(|epoch| (epoch.iter().map(|&l| f64::from(l)).sum::<f64>() / n as f64) as f32)
+            .collect();
+        Ok(LinearProbe {
+            classes,
+            dim: d,
+            weights,
+            bias,
+            loss_history,
+        })
     }
 
     /// Logits of `features` (rows of width [`LinearProbe::dim`]), `rows × classes`.

@@ -301,6 +301,14 @@ impl Default for AdamConfig {
 }
 
 impl AdamConfig {
+    /// This configuration with the learning rate multiplied by `factor`.
+    pub fn scaled(&self, factor: f32) -> Self {
+        AdamConfig {
+            lr: self.lr * factor,
+            ..*self
+        }
+    }
+
     /// Adam with learning rate `lr` and the other defaults.
     pub fn adam(lr: f32) -> Self {
         AdamConfig {
@@ -366,6 +374,22 @@ impl AdamScalars {
     }
 }
 
+/// `0 <= beta < 1`, `lr >= 0`, `eps > 0` and a weight decay that is a number.
+pub(crate) fn check_adam_config(cfg: &AdamConfig) -> Result<(), OpError> {
+    let unit = |b: f32| (0.0..1.0).contains(&b);
+    let ok = unit(cfg.beta1)
+        && unit(cfg.beta2)
+        && (0.0..=f32::INFINITY).contains(&cfg.lr)
+        && cfg.eps > 0.0
+        && !cfg.weight_decay.is_nan();
+    if !ok {
+        return Err(invalid(format!(
+            "adam_step: need 0 <= beta < 1, lr >= 0 and eps > 0, got {cfg:?}"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_adam(
     params: &[f32],
     grads: &[f32],
@@ -381,17 +405,7 @@ pub(crate) fn check_adam(
             state.v.len()
         )));
     }
-    let unit = |b: f32| (0.0..1.0).contains(&b);
-    let ok = unit(cfg.beta1)
-        && unit(cfg.beta2)
-        && (0.0..=f32::INFINITY).contains(&cfg.lr)
-        && cfg.eps > 0.0
-        && !cfg.weight_decay.is_nan();
-    if !ok {
-        return Err(invalid(format!(
-            "adam_step: need 0 <= beta < 1, lr >= 0 and eps > 0, got {cfg:?}"
-        )));
-    }
+    check_adam_config(cfg)?;
     if state.step == u64::MAX {
         return Err(invalid("adam_step: step counter overflow"));
     }

@@ -5,7 +5,8 @@
 use graft_cuda::kernels::{compile_ptx, SOURCES};
 use graft_cuda::{
     adam_step_on, cpu, knn_on, normalize_images_on, probe, softmax_xent_on, sq_distances_on,
-    AdamConfig, AdamState, Augment, Backend, CudaError, ImageShape, LinearProbe, LinearProbeConfig,
+    train_linear_head_on, AdamConfig, AdamState, Augment, Backend, CachedFeatures, CudaError,
+    HeadOptimizer, HeadSteps, ImageShape, LinearProbe, LinearProbeConfig,
 };
 
 #[test]
@@ -254,3 +255,38 @@ fn select_backend_dispatch_never_panics_without_cuda() {
     assert!(graft_cuda::softmax_xent(&[0.0; 3], &[2], 3).is_ok());
     assert!(graft_cuda::softmax_xent(&[0.0; 3], &[3], 3).is_err());
 }
+
+test_device!(linear_head_from_a_start_matches_cpu, |backend| {
+    // A start that is not zero, uneven batches with repeated rows, changing learning rates.
+    let (n, d, classes) = (300, 20, 4);
+    let (x, y) = blobs(n, d, classes);
+    let data = CachedFeatures {
+        values: &x,
+        dim: d,
+        labels: &y,
+        classes,
+    };
+    let sizes = [64usize, 1, 200, 33, 300, 7];
+    let total: usize = sizes.iter().sum();
+    let steps = HeadSteps {
+        rows: (0..total as u64)
+            .map(|i| (cpu::sample_hash(8, i) % n as u64) as u32)
+            .collect(),
+        batch_sizes: sizes.to_vec(),
+        lr_scale: vec![1.0, 0.5, 2.0, 0.0, 1.0, 0.25],
+    };
+    let opt = HeadOptimizer {
+        weight: AdamConfig::adamw(0.03, 0.01),
+        bias: AdamConfig::adam(0.03),
+    };
+    let (w0, b0) = (values(30, classes * d), values(31, classes));
+    let (mut w, mut b) = (w0.clone(), b0.clone());
+    let got = train_linear_head_on(backend, &data, &mut w, &mut b, &steps, &opt).unwrap();
+    let (mut w_cpu, mut b_cpu) = (w0, b0);
+    let want =
+        train_linear_head_on(&Backend::Cpu, &data, &mut w_cpu, &mut b_cpu, &steps, &opt).unwrap();
+    assert!(max_abs_diff(&w, &w_cpu) <= 1e-4);
+    assert!(max_abs_diff(&b, &b_cpu) <= 1e-4);
+    assert!(max_abs_diff(&got, &want) <= 1e-4);
+    assert_eq!(got.len(), total);
+});

@@ -26,6 +26,9 @@ pub enum TransferError {
         /// Where the last good weights (or training state) are.
         saved_to: Option<PathBuf>,
     },
+    /// graft-cuda's linear-head trainer (the GPU probe) failed.
+    #[error("linear probe on the GPU: {0}")]
+    Gpu(#[from] graft_cuda::OpError),
     /// Training was stopped (Ctrl-C) between steps.
     #[error(
         "interrupted at step {step}; {}",

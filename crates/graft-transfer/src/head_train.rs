@@ -123,7 +123,7 @@ pub fn train_head_with<const F: usize>(
 }
 
 /// A head seen as a parameter collection with anonymous names.
-struct HeadParams<'h, const F: usize>(&'h mut Head<F>);
+pub(crate) struct HeadParams<'h, const F: usize>(pub(crate) &'h mut Head<F>);
 
 impl<const F: usize> Parameters for HeadParams<'_, F> {
     fn visit_params(&self, f: &mut dyn FnMut(&str, &dyn graft_nn::Param)) {

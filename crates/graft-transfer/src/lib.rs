@@ -21,6 +21,7 @@ pub mod early_stop;
 pub mod energy;
 pub mod error;
 pub mod examples;
+pub mod head_gpu;
 pub mod head_train;
 pub mod interrupt;
 pub mod l2sp;

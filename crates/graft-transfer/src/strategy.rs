@@ -7,11 +7,13 @@
 use std::time::Instant;
 
 use dfdx::tensor::Cpu;
+use graft_cuda::Backend;
 use graft_nn::{Backbone, Classifier, Head};
 
 use crate::control::StopCheck;
 use crate::early_stop::carve;
 use crate::examples::Examples;
+use crate::head_gpu::train_head_on_backend;
 use crate::options::{probe_features, TrainOptions};
 use crate::train::{
     accuracy, progress_bar, train_classifier_with, train_head_with, L2Sp, LearningRates, Monitor,
@@ -344,8 +346,21 @@ pub fn run_strategy_with<B: Backbone<F>, const F: usize>(
                 stop: ctl.stop,
                 ..TrainControl::default()
             };
-            let probe =
-                train_head_with(&dev, &mut head, &features, &head_plan, seed, &bar, head_ctl)?;
+            // On a GPU (and without early stopping) graft-cuda trains the head: the same
+            // steps as `train_head_with`, equal within f32 rounding (head_gpu.rs).
+            let backend = graft_cuda::select_backend();
+            let on_gpu = match (&backend, &head_ctl.validation) {
+                (Backend::Cuda(_), None) => {
+                    train_head_on_backend(&backend, &mut head, &features, &head_plan, seed, &bar)?
+                }
+                _ => None,
+            };
+            let probe = match on_gpu {
+                Some(stats) => stats,
+                None => {
+                    train_head_with(&dev, &mut head, &features, &head_plan, seed, &bar, head_ctl)?
+                }
+            };
             let mut model = Classifier {
                 backbone: pretrained.clone(),
                 head,

@@ -2,8 +2,10 @@
 
 use crate::cpu::adam::apply;
 use crate::cpu::softmax_xent;
-use crate::linear_probe::{check_fit, epoch_order, LinearProbe, LinearProbeConfig};
+use crate::linear_head::{CachedFeatures, HeadOptimizer, HeadSteps};
+use crate::linear_probe::{LinearProbe, LinearProbeConfig};
 use crate::ops::{AdamScalars, OpError};
+use crate::Backend;
 
 /// `rows × classes` logits `x Wᵀ + b`; each dot product summed in feature order.
 pub(crate) fn linear_logits(x: &[f32], d: usize, w: &[f32], b: &[f32], classes: usize) -> Vec<f32> {
@@ -25,74 +27,76 @@ pub fn fit_linear_probe(
     classes: usize,
     cfg: &LinearProbeConfig,
 ) -> Result<LinearProbe, OpError> {
-    check_fit(features, n, d, labels, classes, cfg)?;
-    let (wcfg, bcfg) = (cfg.weight_adam(), cfg.bias_adam());
-    let mut w = vec![0.0f32; classes * d];
-    let mut b = vec![0.0f32; classes];
+    LinearProbe::fit_on(&Backend::Cpu, features, n, d, labels, classes, cfg)
+}
+
+/// CPU reference of [`crate::train_linear_head_on`] on checked inputs: per step, gather the
+/// batch, logits, [`softmax_xent`], `gW = Gᵀ X` and `gb = Σ_rows G` (rows in batch order),
+/// then Adam(W) on W and on b with the step's scaled learning rates.
+pub(crate) fn train_linear_head(
+    data: &CachedFeatures<'_>,
+    w: &mut [f32],
+    b: &mut [f32],
+    steps: &HeadSteps,
+    opt: &HeadOptimizer,
+) -> Vec<f32> {
+    let (d, classes) = (data.dim, data.classes);
     let (mut wm, mut wv) = (vec![0.0f32; w.len()], vec![0.0f32; w.len()]);
     let (mut bm, mut bv) = (vec![0.0f32; classes], vec![0.0f32; classes]);
     let mut gw = vec![0.0f32; w.len()];
     let mut gb = vec![0.0f32; classes];
-    let mut xb = Vec::with_capacity(cfg.batch * d);
-    let mut yb = Vec::with_capacity(cfg.batch);
-    let mut step = 0u64;
-    let mut history = Vec::with_capacity(cfg.epochs);
-    for epoch in 0..cfg.epochs {
-        let order = epoch_order(cfg.seed, epoch as u64, n);
-        let mut loss_sum = 0.0f64;
-        for chunk in order.chunks(cfg.batch) {
-            xb.clear();
-            yb.clear();
-            for &i in chunk {
-                xb.extend_from_slice(&features[i as usize * d..][..d]);
-                yb.push(labels[i as usize]);
-            }
-            let logits = linear_logits(&xb, d, &w, &b, classes);
-            let sx = softmax_xent(&logits, &yb, classes)?;
-            loss_sum += sx.row_losses.iter().map(|&l| f64::from(l)).sum::<f64>();
-            // gW[c, :] = Σ_i g[i, c] x_i ; gb[c] = Σ_i g[i, c]   (rows in batch order)
-            gw.iter_mut().for_each(|v| *v = 0.0);
-            gb.iter_mut().for_each(|v| *v = 0.0);
-            for (g_row, x_row) in sx.grad.chunks_exact(classes).zip(xb.chunks_exact(d)) {
-                for (c, &gc) in g_row.iter().enumerate() {
-                    gb[c] += gc;
-                    for (acc, &xv) in gw[c * d..][..d].iter_mut().zip(x_row) {
-                        *acc += gc * xv;
-                    }
+    let batch_max = steps.batch_sizes.iter().copied().max().unwrap_or(0);
+    let mut xb = Vec::with_capacity(batch_max * d);
+    let mut yb = Vec::with_capacity(batch_max);
+    let mut row_losses = Vec::with_capacity(steps.rows.len());
+    let mut start = 0;
+    for (i, (&bsz, &scale)) in steps.batch_sizes.iter().zip(&steps.lr_scale).enumerate() {
+        xb.clear();
+        yb.clear();
+        for &r in &steps.rows[start..start + bsz] {
+            xb.extend_from_slice(&data.values[r as usize * d..][..d]);
+            yb.push(data.labels[r as usize]);
+        }
+        start += bsz;
+        let logits = linear_logits(&xb, d, w, b, classes);
+        let sx = softmax_xent(&logits, &yb, classes).expect("inputs checked by the caller");
+        row_losses.extend_from_slice(&sx.row_losses);
+        gw.iter_mut().for_each(|v| *v = 0.0);
+        gb.iter_mut().for_each(|v| *v = 0.0);
+        for (g_row, x_row) in sx.grad.chunks_exact(classes).zip(xb.chunks_exact(d)) {
+            for (c, &gc) in g_row.iter().enumerate() {
+                gb[c] += gc;
+                for (acc, &xv) in gw[c * d..][..d].iter_mut().zip(x_row) {
+                    *acc += gc * xv;
                 }
             }
-            step += 1;
-            apply(
-                &mut w,
-                &gw,
-                &mut wm,
-                &mut wv,
-                &wcfg,
-                AdamScalars::new(&wcfg, step),
-            );
-            apply(
-                &mut b,
-                &gb,
-                &mut bm,
-                &mut bv,
-                &bcfg,
-                AdamScalars::new(&bcfg, step),
-            );
         }
-        history.push((loss_sum / n as f64) as f32);
+        let step = i as u64 + 1;
+        let (wcfg, bcfg) = (opt.weight.scaled(scale), opt.bias.scaled(scale));
+        apply(
+            w,
+            &gw,
+            &mut wm,
+            &mut wv,
+            &wcfg,
+            AdamScalars::new(&wcfg, step),
+        );
+        apply(
+            b,
+            &gb,
+            &mut bm,
+            &mut bv,
+            &bcfg,
+            AdamScalars::new(&bcfg, step),
+        );
     }
-    Ok(LinearProbe {
-        classes,
-        dim: d,
-        weights: w,
-        bias: b,
-        loss_history: history,
-    })
+    row_losses
 }
 
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::epoch_order;
 
     /// `classes` well-separated Gaussian-ish blobs in `d` dimensions (deterministic).
     pub(crate) fn blobs(n: usize, d: usize, classes: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {

@@ -16,8 +16,8 @@ pub use adam::adam_step;
 pub(crate) use knn::row_sq_norms;
 pub use knn::{knn, sq_distances, top_k_smallest};
 pub use linear::fit_linear_probe;
-pub(crate) use linear::linear_logits;
 #[cfg(test)]
 pub(crate) use linear::tests::blobs;
+pub(crate) use linear::{linear_logits, train_linear_head};
 pub use normalize::{mix64, normalize_images, sample_hash};
 pub use softmax::softmax_xent;

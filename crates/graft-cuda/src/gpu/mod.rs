@@ -8,6 +8,7 @@
 #[cfg(test)]
 mod emulator;
 mod gemm;
+mod linear_head;
 mod ops;
 
 use std::collections::HashMap;

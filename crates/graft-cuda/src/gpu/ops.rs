@@ -10,7 +10,6 @@ use cudarc::driver::{CudaSlice, CudaView, PushKernelArg};
 use super::{block_per_row, drv, gemm, grid_stride, thread_per_item, Gpu};
 use crate::error::CudaError;
 use crate::kernels;
-use crate::linear_probe::{epoch_order, LinearProbe, LinearProbeConfig};
 use crate::ops::{
     mean_loss, AdamConfig, AdamScalars, AdamState, Augment, ImageShape, Knn, SoftmaxXent,
 };
@@ -19,11 +18,13 @@ use crate::probe::guarded;
 /// Largest distance block (queries × references) materialised at once by [`Gpu::knn`].
 const KNN_BLOCK_ELEMS: usize = 1 << 26;
 
-fn blas_err(call: &'static str) -> impl Fn(cudarc::cublas::result::CublasError) -> CudaError {
+pub(super) fn blas_err(
+    call: &'static str,
+) -> impl Fn(cudarc::cublas::result::CublasError) -> CudaError {
     move |e| CudaError::Blas(format!("{call}: {e:?}"))
 }
 
-fn no_blas() -> CudaError {
+pub(super) fn no_blas() -> CudaError {
     CudaError::Blas("no cuBLAS handle".to_owned())
 }
 
@@ -101,7 +102,7 @@ impl Gpu {
     /// Launches `softmax_xent` over `rows` rows; row losses go to
     /// `row_loss[loss_offset..loss_offset + rows]`.
     #[allow(clippy::too_many_arguments)]
-    fn launch_softmax_xent(
+    pub(super) fn launch_softmax_xent(
         &self,
         logits: &CudaSlice<f32>,
         labels: &CudaSlice<u32>,
@@ -152,7 +153,7 @@ impl Gpu {
     }
 
     /// Launches `adam_step` on equally long device buffers for step number `step`.
-    fn launch_adam(
+    pub(super) fn launch_adam(
         &self,
         p: &mut CudaSlice<f32>,
         g: &CudaSlice<f32>,
@@ -298,126 +299,6 @@ impl Gpu {
                 k,
                 indices: s.clone_dtoh(&idx).map_err(drv("cuMemcpyDtoH"))?,
                 distances: s.clone_dtoh(&dist).map_err(drv("cuMemcpyDtoH"))?,
-            })
-        })
-    }
-
-    /// The linear-probe trainer with everything on the device: cuBLAS GEMMs for the
-    /// logits and the weight gradient, `softmax_xent` and `adam_step` kernels, and only
-    /// the epoch order (up) and the epoch's row losses (down) crossing the bus.
-    pub(crate) fn fit_linear_probe(
-        &self,
-        features: &[f32],
-        n: usize,
-        d_dim: usize,
-        labels: &[u32],
-        classes: usize,
-        cfg: &LinearProbeConfig,
-    ) -> Result<LinearProbe, CudaError> {
-        guarded("linear probe on CUDA", || {
-            let s = &self.stream;
-            let alloc_f32 = |len: usize| s.alloc_zeros::<f32>(len).map_err(drv("cuMemAlloc"));
-            let batch = cfg.batch.min(n);
-            let x = s.clone_htod(features).map_err(drv("cuMemcpyHtoD"))?;
-            let y = s.clone_htod(labels).map_err(drv("cuMemcpyHtoD"))?;
-            let (mut w, mut wm, mut wv, mut gw) = (
-                alloc_f32(classes * d_dim)?,
-                alloc_f32(classes * d_dim)?,
-                alloc_f32(classes * d_dim)?,
-                alloc_f32(classes * d_dim)?,
-            );
-            let (mut bias, mut bm, mut bv, mut gb) = (
-                alloc_f32(classes)?,
-                alloc_f32(classes)?,
-                alloc_f32(classes)?,
-                alloc_f32(classes)?,
-            );
-            let mut xb = alloc_f32(batch * d_dim)?;
-            let mut yb = s.alloc_zeros::<u32>(batch).map_err(drv("cuMemAlloc"))?;
-            let mut logits = alloc_f32(batch * classes)?;
-            let mut grad = alloc_f32(batch * classes)?;
-            let mut row_loss = alloc_f32(n)?;
-            let mut order_d = s.alloc_zeros::<u32>(n).map_err(drv("cuMemAlloc"))?;
-
-            let gather = self.function(&kernels::LINEAR_PROBE, "gather_rows")?;
-            let add_bias = self.function(&kernels::LINEAR_PROBE, "add_bias")?;
-            let column_sums = self.function(&kernels::LINEAR_PROBE, "column_sums")?;
-            let (wcfg, bcfg) = (cfg.weight_adam(), cfg.bias_adam());
-            let blas_guard = self.blas()?;
-            let blas = blas_guard.as_ref().ok_or_else(no_blas)?;
-            let (d32, c32) = (d_dim as u32, classes as u32);
-
-            let mut step = 0u64;
-            let mut history = Vec::with_capacity(cfg.epochs);
-            for epoch in 0..cfg.epochs {
-                let order = epoch_order(cfg.seed, epoch as u64, n);
-                s.memcpy_htod(&order, &mut order_d)
-                    .map_err(drv("cuMemcpyHtoD"))?;
-                for start in (0..n).step_by(batch) {
-                    let bsz = batch.min(n - start);
-                    let (start32, b32) = (start as u32, bsz as u32);
-
-                    let mut b = s.launch_builder(&gather);
-                    b.arg(&x)
-                        .arg(&y)
-                        .arg(&order_d)
-                        .arg(&start32)
-                        .arg(&b32)
-                        .arg(&d32);
-                    b.arg(&mut xb).arg(&mut yb);
-                    // SAFETY: matches `gather_rows` in linear_probe.cu; order holds n
-                    // indices < n, start + bsz <= n, xb holds batch·d >= bsz·d values and
-                    // yb batch >= bsz.
-                    unsafe { b.launch(grid_stride(bsz * d_dim)) }.map_err(drv("cuLaunchKernel"))?;
-
-                    let fwd = gemm::logits(bsz, classes, d_dim)?;
-                    // SAFETY: w holds C·d values (A: C × d, lda = d), xb at least bsz·d
-                    // (B: d × bsz, ldb = d), logits at least bsz·C (C: C × bsz, ldc = C).
-                    unsafe { blas.gemm(fwd, &w, &xb, &mut logits) }
-                        .map_err(blas_err("cublasSgemm (logits)"))?;
-
-                    let mut b = s.launch_builder(&add_bias);
-                    b.arg(&mut logits).arg(&bias).arg(&b32).arg(&c32);
-                    // SAFETY: matches `add_bias`; logits holds at least bsz·C values, bias C.
-                    unsafe { b.launch(grid_stride(bsz * classes)) }
-                        .map_err(drv("cuLaunchKernel"))?;
-
-                    self.launch_softmax_xent(
-                        &logits,
-                        &yb,
-                        &mut grad,
-                        &mut row_loss,
-                        start,
-                        bsz,
-                        classes,
-                    )?;
-
-                    let bwd = gemm::weight_grad(bsz, classes, d_dim)?;
-                    // SAFETY: xb holds at least bsz·d values (A: d × bsz, lda = d), grad at
-                    // least bsz·C (B: C × bsz, ldb = C), gw C·d (C: d × C, ldc = d).
-                    unsafe { blas.gemm(bwd, &xb, &grad, &mut gw) }
-                        .map_err(blas_err("cublasSgemm (weight gradient)"))?;
-
-                    let mut b = s.launch_builder(&column_sums);
-                    b.arg(&grad).arg(&mut gb).arg(&b32).arg(&c32);
-                    // SAFETY: matches `column_sums`; grad holds at least bsz·C values, gb C;
-                    // threads past the last column return immediately.
-                    unsafe { b.launch(thread_per_item(classes)) }.map_err(drv("cuLaunchKernel"))?;
-
-                    step += 1;
-                    self.launch_adam(&mut w, &gw, &mut wm, &mut wv, &wcfg, step)?;
-                    self.launch_adam(&mut bias, &gb, &mut bm, &mut bv, &bcfg, step)?;
-                }
-                let losses = s.clone_dtoh(&row_loss).map_err(drv("cuMemcpyDtoH"))?;
-                history.push((losses.iter().map(|&l| f64::from(l)).sum::<f64>() / n as f64) as f32);
-            }
-            drop(blas_guard);
-            Ok(LinearProbe {
-                classes,
-                dim: d_dim,
-                weights: s.clone_dtoh(&w).map_err(drv("cuMemcpyDtoH"))?,
-                bias: s.clone_dtoh(&bias).map_err(drv("cuMemcpyDtoH"))?,
-                loss_history: history,
             })
         })
     }

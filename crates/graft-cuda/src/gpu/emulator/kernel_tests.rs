@@ -11,8 +11,10 @@ use proptest::prelude::*;
 use super::{emulator, sgemm_reference, Args, Emulator, Guarded, F32_CANARY, U32_CANARY};
 use crate::cpu;
 use crate::gpu::{block_per_row, gemm, grid_stride, thread_per_item};
-use crate::linear_probe::{epoch_order, LinearProbeConfig};
+use crate::linear_head::{train_linear_head_on, CachedFeatures, HeadOptimizer, HeadSteps};
+use crate::linear_probe::LinearProbeConfig;
 use crate::ops::{AdamConfig, AdamScalars, AdamState, Augment, ImageShape};
+use crate::Backend;
 
 /// `|got - want| <= rel * |want| + abs` for every pair, naming the first that is not.
 fn assert_close(got: &[f32], want: &[f32], rel: f32, abs: f32, what: &str) {
@@ -319,94 +321,95 @@ fn launch_adam(
     emu.launch("adam_step", grid(grid_stride(n), small), args);
 }
 
-/// The trainer of `Gpu::fit_linear_probe`, step for step, with the emulator for the
-/// kernels and [`sgemm_reference`] for cuBLAS.
-fn emulated_fit(
+/// The trainer of `Gpu::train_linear_head` (gpu/linear_head.rs), step for step, with the
+/// emulator for the kernels and [`sgemm_reference`] for cuBLAS. Returns (W, b, row losses).
+fn emulated_train(
     emu: &Emulator,
-    x: &[f32],
-    labels: &[u32],
-    dim: usize,
-    classes: usize,
-    cfg: &LinearProbeConfig,
+    data: &CachedFeatures<'_>,
+    start_weights: (&[f32], &[f32]),
+    steps: &HeadSteps,
+    opt: &HeadOptimizer,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let n = labels.len();
-    let batch = cfg.batch.min(n);
+    let (dim, classes) = (data.dim, data.classes);
+    let batch = steps.batch_sizes.iter().copied().max().unwrap_or(1);
     let zeros = |len| Guarded::filled(len, 0.0f32, F32_CANARY);
     let (mut xd, mut yd) = (
-        Guarded::new(x, F32_CANARY),
-        Guarded::new(labels, U32_CANARY),
+        Guarded::new(data.values, F32_CANARY),
+        Guarded::new(data.labels, U32_CANARY),
     );
+    let mut rows = Guarded::new(&steps.rows, U32_CANARY);
     let (mut w, mut wm, mut wv, mut gw) = (
-        zeros(classes * dim),
+        Guarded::new(start_weights.0, F32_CANARY),
         zeros(classes * dim),
         zeros(classes * dim),
         zeros(classes * dim),
     );
     let (mut bias, mut bm, mut bv, mut gb) = (
-        zeros(classes),
+        Guarded::new(start_weights.1, F32_CANARY),
         zeros(classes),
         zeros(classes),
         zeros(classes),
     );
     let (mut xb, mut yb) = (zeros(batch * dim), Guarded::filled(batch, 0u32, U32_CANARY));
-    let (mut logits, mut grad, mut row_loss) =
-        (zeros(batch * classes), zeros(batch * classes), zeros(n));
-    let (wcfg, bcfg) = (cfg.weight_adam(), cfg.bias_adam());
-    let mut step = 0u64;
-    let mut history = Vec::new();
-    for epoch in 0..cfg.epochs {
-        let mut order = Guarded::new(&epoch_order(cfg.seed, epoch as u64, n), U32_CANARY);
-        for start in (0..n).step_by(batch) {
-            let bsz = batch.min(n - start);
-            let args = Args::default()
-                .buf(&mut xd)
-                .buf(&mut yd)
-                .buf(&mut order)
-                .val(start as u32)
-                .val(bsz as u32)
-                .val(dim as u32)
-                .buf(&mut xb)
-                .buf(&mut yb);
-            emu.launch("gather_rows", grid_stride(bsz * dim), args);
-            let fwd = gemm::logits(bsz, classes, dim).unwrap();
-            sgemm_reference(&fwd, w.values(), xb.values(), logits.values_mut());
-            let args = Args::default()
-                .buf(&mut logits)
-                .buf(&mut bias)
-                .val(bsz as u32)
-                .val(classes as u32);
-            emu.launch("add_bias", grid_stride(bsz * classes), args);
-            let args = Args::default()
-                .buf(&mut logits)
-                .buf(&mut yb)
-                .buf(&mut grad)
-                .buf_at(&mut row_loss, start)
-                .val(bsz as u32)
-                .val(classes as u32)
-                .val(1.0f32 / bsz as f32);
-            emu.launch("softmax_xent", block_per_row(bsz, classes), args);
-            let bwd = gemm::weight_grad(bsz, classes, dim).unwrap();
-            sgemm_reference(&bwd, xb.values(), grad.values(), gw.values_mut());
-            let args = Args::default()
-                .buf(&mut grad)
-                .buf(&mut gb)
-                .val(bsz as u32)
-                .val(classes as u32);
-            emu.launch("column_sums", thread_per_item(classes), args);
-            step += 1;
-            launch_adam(emu, [&mut w, &mut gw, &mut wm, &mut wv], &wcfg, step, None);
-            launch_adam(
-                emu,
-                [&mut bias, &mut gb, &mut bm, &mut bv],
-                &bcfg,
-                step,
-                None,
-            );
-        }
-        let losses = row_loss.values();
-        history.push((losses.iter().map(|&l| f64::from(l)).sum::<f64>() / n as f64) as f32);
+    let (mut logits, mut grad, mut row_loss) = (
+        zeros(batch * classes),
+        zeros(batch * classes),
+        zeros(steps.rows.len()),
+    );
+    let mut start = 0;
+    for (i, (&bsz, &scale)) in steps.batch_sizes.iter().zip(&steps.lr_scale).enumerate() {
+        let args = Args::default()
+            .buf(&mut xd)
+            .buf(&mut yd)
+            .buf(&mut rows)
+            .val(start as u32)
+            .val(bsz as u32)
+            .val(dim as u32)
+            .buf(&mut xb)
+            .buf(&mut yb);
+        emu.launch("gather_rows", grid_stride(bsz * dim), args);
+        let fwd = gemm::logits(bsz, classes, dim).unwrap();
+        sgemm_reference(&fwd, w.values(), xb.values(), logits.values_mut());
+        let args = Args::default()
+            .buf(&mut logits)
+            .buf(&mut bias)
+            .val(bsz as u32)
+            .val(classes as u32);
+        emu.launch("add_bias", grid_stride(bsz * classes), args);
+        let args = Args::default()
+            .buf(&mut logits)
+            .buf(&mut yb)
+            .buf(&mut grad)
+            .buf_at(&mut row_loss, start)
+            .val(bsz as u32)
+            .val(classes as u32)
+            .val(1.0f32 / bsz as f32);
+        emu.launch("softmax_xent", block_per_row(bsz, classes), args);
+        let bwd = gemm::weight_grad(bsz, classes, dim).unwrap();
+        sgemm_reference(&bwd, xb.values(), grad.values(), gw.values_mut());
+        let args = Args::default()
+            .buf(&mut grad)
+            .buf(&mut gb)
+            .val(bsz as u32)
+            .val(classes as u32);
+        emu.launch("column_sums", thread_per_item(classes), args);
+        let step = i as u64 + 1;
+        let (wcfg, bcfg) = (opt.weight.scaled(scale), opt.bias.scaled(scale));
+        launch_adam(emu, [&mut w, &mut gw, &mut wm, &mut wv], &wcfg, step, None);
+        launch_adam(
+            emu,
+            [&mut bias, &mut gb, &mut bm, &mut bv],
+            &bcfg,
+            step,
+            None,
+        );
+        start += bsz;
     }
-    (w.values().to_vec(), bias.values().to_vec(), history)
+    (
+        w.values().to_vec(),
+        bias.values().to_vec(),
+        row_loss.values().to_vec(),
+    )
 }
 
 #[test]
@@ -414,6 +417,12 @@ fn linear_probe_trainer_matches_cpu() {
     let Some(emu) = emulator() else { return };
     let (n, dim, classes) = (150, 12, 5);
     let (x, y) = cpu::blobs(n, dim, classes, 3);
+    let data = CachedFeatures {
+        values: &x,
+        dim,
+        labels: &y,
+        classes,
+    };
     for batch in [32, 150, 1000] {
         let cfg = LinearProbeConfig {
             epochs: 4,
@@ -422,11 +431,59 @@ fn linear_probe_trainer_matches_cpu() {
             weight_decay: 1e-3,
             seed: 5,
         };
-        let (w, b, history) = emulated_fit(emu, &x, &y, dim, classes, &cfg);
+        let steps = HeadSteps::epochs(cfg.seed, n, cfg.batch, cfg.epochs);
+        let opt = HeadOptimizer {
+            weight: AdamConfig::adamw(cfg.lr, cfg.weight_decay),
+            bias: AdamConfig::adam(cfg.lr),
+        };
+        let zeros = (vec![0.0; classes * dim], vec![0.0; classes]);
+        let (w, b, losses) = emulated_train(emu, &data, (&zeros.0, &zeros.1), &steps, &opt);
         let want = cpu::fit_linear_probe(&x, n, dim, &y, classes, &cfg).unwrap();
         assert_close(&w, &want.weights, 1e-4, 1e-5, "weights");
         assert_close(&b, &want.bias, 1e-4, 1e-5, "bias");
+        let history: Vec<f32> = losses
+            .chunks(n)
+            .map(|e| (e.iter().map(|&l| f64::from(l)).sum::<f64>() / n as f64) as f32)
+            .collect();
         assert_close(&history, &want.loss_history, 1e-5, 1e-6, "loss history");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Any start, any batches (rows repeated, uneven sizes), any learning-rate factors.
+    #[test]
+    fn linear_head_trainer_matches_cpu(
+        (n, dim, classes) in (1usize..30, 1usize..6, 1usize..7),
+        sizes in proptest::collection::vec(1usize..20, 1..8),
+        seed in any::<u64>(),
+        decay in prop_oneof![Just(0.0f32), 1e-3f32..0.1],
+    ) {
+        let Some(emu) = emulator() else { return Ok(()) };
+        let hash = |k: u64, i: usize| cpu::sample_hash(seed ^ k, i as u64);
+        let unit = |k: u64, i: usize| (hash(k, i) >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+        let x: Vec<f32> = (0..n * dim).map(|i| 4.0 * unit(1, i)).collect();
+        let y: Vec<u32> = (0..n).map(|i| (hash(2, i) % classes as u64) as u32).collect();
+        let total: usize = sizes.iter().sum();
+        let steps = HeadSteps {
+            rows: (0..total).map(|i| (hash(3, i) % n as u64) as u32).collect(),
+            lr_scale: (0..sizes.len()).map(|i| 0.5 + unit(4, i)).collect(),
+            batch_sizes: sizes,
+        };
+        let w0: Vec<f32> = (0..classes * dim).map(|i| unit(5, i)).collect();
+        let b0: Vec<f32> = (0..classes).map(|i| unit(6, i)).collect();
+        let opt = HeadOptimizer {
+            weight: AdamConfig::adamw(0.05, decay),
+            bias: AdamConfig { weight_decay: decay, ..AdamConfig::adam(0.03) },
+        };
+        let data = CachedFeatures { values: &x, dim, labels: &y, classes };
+        let (w, b, losses) = emulated_train(emu, &data, (&w0, &b0), &steps, &opt);
+        let (mut w_cpu, mut b_cpu) = (w0.clone(), b0.clone());
+        let want = train_linear_head_on(&Backend::Cpu, &data, &mut w_cpu, &mut b_cpu, &steps, &opt).unwrap();
+        assert_close(&w, &w_cpu, 1e-4, 1e-5, "weights");
+        assert_close(&b, &b_cpu, 1e-4, 1e-5, "bias");
+        assert_close(&losses, &want, 1e-4, 1e-5, "row losses");
     }
 }
 
