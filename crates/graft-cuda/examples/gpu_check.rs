@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use graft_cuda::{
     adam_step_on, cpu, knn_on, normalize_images_on, probe, select_backend, softmax_xent_on,
-    sq_distances_on, AdamConfig, AdamState, Augment, Backend, CudaError, ImageShape, LinearProbe,
-    LinearProbeConfig, OpError,
+    sq_distances_on, train_linear_head_on, AdamConfig, AdamState, Augment, Backend, CachedFeatures,
+    CudaError, HeadOptimizer, HeadSteps, ImageShape, LinearProbe, LinearProbeConfig, OpError,
 };
 
 /// One kernel comparison.
@@ -238,6 +238,47 @@ fn run_checks(backend: &Backend) -> Vec<Check> {
             max_abs_diff(&a.weights, &b.weights)
                 .max(max_abs_diff(&a.bias, &b.bias))
                 .max(max_abs_diff(&a.loss_history, &b.loss_history))
+        },
+    ));
+
+    // graft-transfer's GPU probe path: a non-zero start, batches of its own, changing rates.
+    let data = CachedFeatures {
+        values: &x,
+        dim: d,
+        labels: &y,
+        classes,
+    };
+    let sizes: Vec<usize> = (0..200).map(|i| 1 + (i * 37) % 128).collect();
+    let total: usize = sizes.iter().sum();
+    let steps = HeadSteps {
+        rows: (0..total as u64)
+            .map(|i| (cpu::sample_hash(9, i) % n as u64) as u32)
+            .collect(),
+        lr_scale: (0..sizes.len()).map(|i| 1.0 - i as f32 / 200.0).collect(),
+        batch_sizes: sizes,
+    };
+    let opt = HeadOptimizer {
+        weight: AdamConfig::adamw(0.01, 0.01),
+        bias: AdamConfig::adamw(0.01, 0.01),
+    };
+    let start = (values(40, classes * d), values(41, classes));
+    // (weights, bias, row losses)
+    type Trained = (Vec<f32>, Vec<f32>, Vec<f32>);
+    let train = |on: &Backend| -> Result<Trained, OpError> {
+        let (mut w, mut b) = start.clone();
+        let losses = train_linear_head_on(on, &data, &mut w, &mut b, &steps, &opt)?;
+        Ok((w, b, losses))
+    };
+    checks.push(check(
+        "linear_head",
+        format!("n={n} d={d} classes={classes} steps=200 rows={total} start=random"),
+        1e-3,
+        || train(backend),
+        || train(&Backend::Cpu),
+        |a, b| {
+            max_abs_diff(&a.0, &b.0)
+                .max(max_abs_diff(&a.1, &b.1))
+                .max(max_abs_diff(&a.2, &b.2))
         },
     ));
     checks
