@@ -1,6 +1,6 @@
 //! [`dissent`]: the estimators that rank another pretrained source first.
 //!
-//! [`crate::recommend`] picks the source by LogME. With a few labels per class the estimators
+//! [`crate::recommend()`] picks the source by LogME. With a few labels per class the estimators
 //! are noisy and, across sources, they can disagree; when they do, the advice says so rather
 //! than presenting LogME's pick as settled (the crate README measures what the pick cost on
 //! `animals` when they disagreed).

@@ -4,7 +4,7 @@
 //!
 //! The probe is graft-transfer's (`train_head`: Adam at 1e-3, PROTOCOLS.md's schedule) on the
 //! raw block outputs of the same k-shot sample the estimators read, evaluated once on the
-//! protocol's test split. Nothing here is used by [`crate::advise`]; it produces the tables in
+//! protocol's test split. Nothing here is used by [`crate::advise()`]; it produces the tables in
 //! the crate README (`cargo run -p graft-advise --example transferability`).
 
 use std::path::Path;

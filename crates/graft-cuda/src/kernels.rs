@@ -2,7 +2,7 @@
 //!
 //! Each file under `crates/graft-cuda/kernels/` is one [`KernelSource`]. At run time a
 //! source is compiled once per process for the device's architecture
-//! (`compute_<major><minor>`) and the PTX is cached (see [`ptx_for_arch`]). NVRTC needs
+//! (`compute_<major><minor>`) and the PTX is cached (`ptx_for_arch`). NVRTC needs
 //! no GPU or driver, so CI can check with [`compile_ptx`] that every kernel compiles.
 
 use std::collections::HashMap;
