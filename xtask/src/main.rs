@@ -7,9 +7,10 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 
+mod gpu_check;
 mod text;
 
-const USAGE: &str = "\
+pub(crate) const USAGE: &str = "\
 usage: cargo xtask <task> [args]
 
 tasks:
@@ -34,14 +35,18 @@ tasks:
   nvrtc fetch NVRTC for CUDA 13 from PyPI (pip download) into target/nvrtc and compile
         every CUDA kernel to PTX for sm_80 and sm_90 (no GPU needed)
   gpu-check [--out FILE]
-        graft-cuda's tests in release mode (the CUDA variants run where a GPU is, the
-        kernel emulator everywhere), then every kernel against its CPU reference on the
-        GPU, written as JSON (kernel, shapes, max error, time) to FILE (default
-        target/gpu-check/gpu_check.json; without a GPU it says why it skipped,
-        as JSON too). With a GPU it then runs the `animals` linear probe (mlp, k = 10) with
-        `graft transfer` on the GPU and with CUDA hidden, into animals_probe.json beside FILE,
-        and fails if the GPU's accuracy trails. NVRTC from `cargo xtask nvrtc`
-        (target/nvrtc/lib) is used if present
+        builds graft-cuda's GPU checks in release mode into a bundle of prebuilt binaries
+        (target/gpu-check/bundle: graft-cuda's tests, the gpu_check example, graft, this
+        runner, an animals source checkpoint) and runs it: the CUDA variants of the tests,
+        every kernel against its CPU reference on the GPU as JSON (kernel, shapes, max
+        error, time) in FILE (default target/gpu-check/gpu_check.json; without a GPU it says
+        why it skipped), and with a GPU the animals linear probe (mlp, k = 10) by `graft
+        transfer` on the GPU and with CUDA hidden, into animals_probe.json beside FILE
+  gpu-check-bundle DIR --out FILE
+        runs a bundle made by gpu-check without cargo (a GPU machine with no Rust: carry
+        the bundle, run DIR/xtask gpu-check-bundle DIR --out FILE from the repository root);
+        CUDA's libraries are looked for in $GRAFT_CUDA_LIBS, target/nvrtc/lib, /usr/local/cuda
+        and Python's nvidia-* wheels
   test  the test suite (cargo test --workspace)
   ci    what CI runs: cargo fmt --check, cargo clippy -D warnings, fetch fashion-mnist and
         minilm, the test suite (the MiniLM reference test required),
@@ -69,7 +74,8 @@ fn run(args: &[String]) -> Result<()> {
         Some("bench") => bench(&args[1..]),
         Some("test") => test(),
         Some("nvrtc") => nvrtc(),
-        Some("gpu-check") => gpu_check(&args[1..]),
+        Some("gpu-check") => gpu_check::gpu_check(&args[1..]),
+        Some("gpu-check-bundle") => gpu_check::run_bundle_cmd(&args[1..]),
         Some("ci") => ci(),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
@@ -80,17 +86,17 @@ fn run(args: &[String]) -> Result<()> {
 }
 
 /// The workspace root: the parent of this crate's manifest directory.
-fn project_root() -> PathBuf {
+pub(crate) fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-fn status(cmd: &mut Command) -> Result<()> {
+pub(crate) fn status(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
     eprintln!("xtask: {shown}");
     let st = cmd
@@ -364,152 +370,6 @@ fn library_path_with(dir: &Path) -> String {
         Ok(old) if !old.is_empty() => format!("{}:{old}", dir.display()),
         _ => dir.display().to_string(),
     }
-}
-
-/// `cargo xtask gpu-check [--out FILE]`: graft-cuda's tests in release mode, then the
-/// `gpu_check` example (every kernel against its CPU reference on the GPU) writing FILE.
-/// One prepared command for a GPU machine; on one without a GPU both steps pass and say
-/// what they skipped.
-fn gpu_check(args: &[String]) -> Result<()> {
-    let out = match args {
-        [] => project_root().join("target/gpu-check/gpu_check.json"),
-        [flag, file] if flag == "--out" => PathBuf::from(file),
-        _ => bail!("gpu-check: expected nothing or `--out FILE`\n{USAGE}"),
-    };
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let nvrtc = project_root().join("target/nvrtc/lib");
-    let with_nvrtc = |cmd: &mut Command| {
-        if nvrtc.join("libnvrtc.so.13").exists() {
-            cmd.env("LD_LIBRARY_PATH", library_path_with(&nvrtc));
-        }
-    };
-    let mut tests = cargo();
-    tests.args(["test", "--release", "-p", "graft-cuda", "--", "--nocapture"]);
-    with_nvrtc(&mut tests);
-    status(&mut tests)?;
-    let mut check = cargo();
-    check
-        .args([
-            "run",
-            "--release",
-            "-p",
-            "graft-cuda",
-            "--example",
-            "gpu_check",
-            "--",
-        ])
-        .arg(&out);
-    with_nvrtc(&mut check);
-    status(&mut check)?;
-    println!("gpu-check: wrote {}", out.display());
-    let report =
-        std::fs::read_to_string(&out).with_context(|| format!("cannot read {}", out.display()))?;
-    if report.contains("\"device\": null") {
-        println!("gpu-check: no GPU, so the animals probe comparison is skipped");
-        return Ok(());
-    }
-    let probe_out = out.with_file_name("animals_probe.json");
-    animals_probe_on_gpu_and_cpu(&probe_out, &with_nvrtc)
-}
-
-/// The `animals` linear probe (mlp, k = 10, seed 0) through `graft transfer`, once with the
-/// GPU and once with CUDA hidden (`CUDA_VISIBLE_DEVICES=""`): writes both test accuracies and
-/// times to `out` and fails if the GPU's is more than half a point below the CPU's.
-fn animals_probe_on_gpu_and_cpu(out: &Path, with_nvrtc: &dyn Fn(&mut Command)) -> Result<()> {
-    status(cargo().args(["build", "--release", "-p", "graft-cli"]))?;
-    let bin = project_root().join("target/release/graft");
-    let dir = out.with_file_name("animals_probe");
-    std::fs::create_dir_all(&dir)?;
-    let source = dir.join("source.safetensors");
-    let run = |args: &[&str], hide_cuda: bool| -> Result<String> {
-        let mut cmd = Command::new(&bin);
-        cmd.args(args);
-        with_nvrtc(&mut cmd);
-        if hide_cuda {
-            cmd.env("CUDA_VISIBLE_DEVICES", "");
-        }
-        let shown = format!("{cmd:?}");
-        eprintln!("xtask: {shown}");
-        let o = cmd
-            .output()
-            .with_context(|| format!("cannot start {shown}"))?;
-        if !o.status.success() {
-            bail!("{shown} failed: {}", String::from_utf8_lossy(&o.stderr));
-        }
-        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-    };
-    let src = source.display().to_string();
-    run(
-        &[
-            "pretrain",
-            "--protocol",
-            "animals",
-            "--model",
-            "mlp",
-            "--out",
-            &src,
-        ],
-        true,
-    )?;
-    let devices = run(&["devices"], false)?;
-    let mut fields = vec![format!("\"devices\": {:?}", devices.trim())];
-    let mut accuracy = Vec::new();
-    for (name, hide_cuda) in [("gpu", false), ("cpu", true)] {
-        let model = dir
-            .join(format!("probe-{name}.safetensors"))
-            .display()
-            .to_string();
-        let json = run(
-            &[
-                "transfer",
-                "--protocol",
-                "animals",
-                "--model",
-                "mlp",
-                "--checkpoint",
-                &src,
-                "--strategy",
-                "linear-probe",
-                "--k",
-                "10",
-                "--seed",
-                "0",
-                "--out",
-                &model,
-                "--json",
-            ],
-            hide_cuda,
-        )?;
-        let number = |key: &str| -> Result<f64> {
-            let at = json
-                .find(&format!("\"{key}\":"))
-                .with_context(|| format!("no `{key}` in graft transfer's output:\n{json}"))?;
-            let rest = json[at + key.len() + 3..].trim_start();
-            let end = rest.find([',', '\n', '}']).unwrap_or(rest.len());
-            Ok(rest[..end].trim().parse()?)
-        };
-        let (acc, secs) = (number("accuracy")?, number("wall_seconds")?);
-        fields.push(format!(
-            "\"{name}_accuracy\": {acc}, \"{name}_seconds\": {secs}"
-        ));
-        accuracy.push(acc);
-    }
-    let text = format!(
-        "{{\"protocol\": \"animals\", \"model\": \"mlp\", \"strategy\": \"linear-probe\", \"k\": 10, \"seed\": 0, {}}}\n",
-        fields.join(", ")
-    );
-    std::fs::write(out, &text).with_context(|| format!("cannot write {}", out.display()))?;
-    print!("gpu-check: {text}");
-    if accuracy[0] < accuracy[1] - 0.005 {
-        bail!(
-            "the GPU probe's accuracy {} is below the CPU probe's {}",
-            accuracy[0],
-            accuracy[1]
-        );
-    }
-    Ok(())
 }
 
 /// `cargo xtask bench`: the benchmark suite, then (with `--peers`) the PyTorch peer.
