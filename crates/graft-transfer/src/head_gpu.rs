@@ -80,6 +80,14 @@ pub fn train_head_on_backend<const F: usize>(
     let row_losses =
         graft_cuda::train_linear_head_on(backend, &data, &mut weights, &mut bias, &steps, &opt)?;
     bar.inc(schedule.steps as u64);
+    if row_losses.len() != steps.rows.len() {
+        return Err(graft_cuda::OpError::InvalidInput(format!(
+            "the linear-head trainer returned {} row losses for {} rows",
+            row_losses.len(),
+            steps.rows.len()
+        ))
+        .into());
+    }
 
     // Each step's loss is its batch's mean, as the CPU trainer's cross-entropy.
     let mut recent = Recent::new(features.len().div_ceil(schedule.batch));
