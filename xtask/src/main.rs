@@ -265,6 +265,9 @@ fn test() -> Result<()> {
 }
 
 fn ci() -> Result<()> {
+    // A clean clone gains nothing from incremental caches (~1.2 GB in target/debug).
+    std::env::set_var("CARGO_INCREMENTAL", "0");
+    report_disk("start")?;
     status(cargo().args(["fmt", "--all", "--check"]))?;
     status(cargo().args([
         "clippy",
@@ -281,8 +284,46 @@ fn ci() -> Result<()> {
     // graft-cuda's kernel emulator needs the machine's C++ compiler; in CI it must run.
     std::env::set_var("GRAFT_REQUIRE_EMULATOR", "1");
     test()?;
+    report_disk("after the test suite")?;
     nvrtc()?;
-    bench(&["--quick".to_string()])
+    bench(&["--quick".to_string()])?;
+    report_disk("end")
+}
+
+/// What a clean CI run needs on the target folder's file system, with room to spare
+/// (measured: a clean clone's `cargo xtask ci` leaves target/ at about 2.5 GB).
+const CI_DISK_NEED_GIB: f64 = 4.0;
+
+/// Prints the free space on the file system that holds target/, and says plainly when it is
+/// less than CI needs (a full disk shows up later as a confusing rustc I/O error).
+fn report_disk(stage: &str) -> Result<()> {
+    let target = project_root().join("target");
+    std::fs::create_dir_all(&target)?;
+    let out = Command::new("df").arg("-Pk").arg(&target).output();
+    let free_kib = out.ok().and_then(|o| {
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let fields: Vec<&str> = text.lines().nth(1)?.split_whitespace().collect();
+        fields.get(3)?.parse::<f64>().ok()
+    });
+    let Some(free_kib) = free_kib else {
+        eprintln!(
+            "xtask: disk ({stage}): `df -Pk {}` gave no reading",
+            target.display()
+        );
+        return Ok(());
+    };
+    let free_gib = free_kib / (1024.0 * 1024.0);
+    eprintln!(
+        "xtask: disk ({stage}): {free_gib:.1} GiB free for {}",
+        target.display()
+    );
+    if free_gib < CI_DISK_NEED_GIB {
+        eprintln!(
+            "xtask: warning: CI needs about {CI_DISK_NEED_GIB} GiB free for target/; free space \
+             (or `cargo clean`) before a build fails with \"No space left on device\""
+        );
+    }
+    Ok(())
 }
 
 /// The NVRTC wheel for CUDA 13 on PyPI and where its libraries sit inside it.
@@ -347,13 +388,20 @@ fn nvrtc() -> Result<()> {
                 }
             }
         }
+        // Only lib/ is used; the wheel and its unpacked tree are ~250 MB of disk.
+        for spent in [wheels, dir.join("tree")] {
+            if spent.exists() {
+                std::fs::remove_dir_all(&spent)?;
+            }
+        }
     }
+    // `--workspace` keeps the test suite's feature set, so the test reuses its build
+    // rather than compiling graft-cuda and its dependencies a second time.
     status(
         cargo()
             .args([
                 "test",
-                "-p",
-                "graft-cuda",
+                "--workspace",
                 "--test",
                 "kernels",
                 "nvrtc_compiles_every_kernel",
