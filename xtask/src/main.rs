@@ -365,7 +365,7 @@ fn nvrtc() -> Result<()> {
                 }
             }
         }
-        // Only lib/ is used; the wheel and its unpacked tree are ~250 MB of disk.
+        // Only lib/ is used: drop the wheel (58 MB) and, where unzip was missing, its tree.
         for spent in [wheels, dir.join("tree")] {
             if spent.exists() {
                 std::fs::remove_dir_all(&spent)?;
