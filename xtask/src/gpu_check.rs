@@ -302,11 +302,22 @@ fn animals_probe_on_gpu_and_cpu(
             .context("no accuracy in graft transfer's JSON")?;
         report[format!("{name}_accuracy")] = acc.into();
         report[format!("{name}_seconds")] = result["wall_seconds"].clone();
+        report[format!("{name}_head_device")] = result["head_device"].clone();
         accuracy.push(acc);
     }
     let text = format!("{report}\n");
     std::fs::write(out, &text).with_context(|| format!("cannot write {}", out.display()))?;
     print!("gpu-check: {text}");
+    // The comparison means something only if the first run did train on the GPU.
+    let gpu_device = report["gpu_head_device"].as_str().unwrap_or("none");
+    if !gpu_device.starts_with("cuda:") || report["cpu_head_device"] != "cpu" {
+        bail!(
+            "the probes trained on {gpu_device} and {} (want cuda:N, then cpu): see `graft devices` \
+             in {} for why graft did not take the GPU",
+            report["cpu_head_device"],
+            out.display()
+        );
+    }
     if accuracy[0] < accuracy[1] - 0.005 {
         bail!(
             "the GPU probe's accuracy {} is below the CPU probe's {}",

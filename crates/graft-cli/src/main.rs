@@ -77,7 +77,12 @@ fn summary_json(s: &graft_data::ops::Summary) -> serde_json::Value {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Devices => {
-            println!("{}", graft_cuda::describe(&graft_cuda::probe()));
+            let devices = graft_cuda::probe();
+            println!("{}", graft_cuda::describe(&devices));
+            // With a device, say whether graft will use it (NVRTC, kernel self-check).
+            if devices.is_ok_and(|d| !d.is_empty()) {
+                println!("{}", graft_cuda::backend_choice());
+            }
         }
         Command::Data(DataCommand::Import(a)) => {
             let ds = graft_data::ops::import(&a.images, &a.out, &a.options()?)?;
@@ -153,7 +158,11 @@ fn run(cli: Cli) -> Result<()> {
             if a.json {
                 print_json(&r)?;
             } else {
-                println!("{} k={:?} seed={}: test accuracy {:.1}% on {} images ({:.1} s, {:.2e} FLOPs); saved {}", r.strategy, r.k, r.seed, r.accuracy * 100.0, r.n, r.wall_seconds, r.flops, r.checkpoint.display());
+                let on = match r.head_device.as_str() {
+                    "cpu" => String::new(),
+                    device => format!(", head trained on {device}"),
+                };
+                println!("{} k={:?} seed={}: test accuracy {:.1}% on {} images ({:.1} s, {:.2e} FLOPs{on}); saved {}", r.strategy, r.k, r.seed, r.accuracy * 100.0, r.n, r.wall_seconds, r.flops, r.checkpoint.display());
             }
         }
         Command::Eval(a) => {

@@ -176,6 +176,16 @@ fn pretrain_transfer_and_eval_work_end_to_end() {
     assert!(o.status.success(), "{}", stderr(&o));
     let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(t["n"], 400);
+    // The JSON says where the head trained: on the CPU unless graft takes a GPU.
+    let head_device = t["head_device"].as_str().expect("head_device in the JSON");
+    if graft_cuda::select_backend().is_cuda() {
+        assert!(
+            head_device == "cpu" || head_device.starts_with("cuda:"),
+            "{head_device}"
+        );
+    } else {
+        assert_eq!(head_device, "cpu");
+    }
     // `graft eval` on the same test split (Cat=2, Dog=4 renumbered 0, 1) agrees.
     let ds = import_animals(&dir);
     let o = graft(&[

@@ -14,8 +14,8 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use graft_cuda::{
-    adam_step_on, cpu, knn_on, normalize_images_on, probe, select_backend, softmax_xent_on,
-    sq_distances_on, train_linear_head_on, AdamConfig, AdamState, Augment, Backend, CachedFeatures,
+    adam_step_on, cpu, knn_on, normalize_images_on, softmax_xent_on, sq_distances_on,
+    train_linear_head_on, usable_device, AdamConfig, AdamState, Augment, Backend, CachedFeatures,
     CudaError, HeadOptimizer, HeadSteps, ImageShape, LinearProbe, LinearProbeConfig, OpError,
 };
 
@@ -284,7 +284,11 @@ fn run_checks(backend: &Backend) -> Vec<Check> {
     checks
 }
 
-fn report(backend: &Backend, checks: &[Check]) -> String {
+fn report(
+    backend: &Backend,
+    checks: &[Check],
+    self_check: &Result<Vec<&'static str>, CudaError>,
+) -> String {
     let device = match backend {
         Backend::Cuda(info) => format!(
             "{{\"ordinal\": {}, \"name\": {}, \"compute_capability\": \"{}.{}\"}}",
@@ -312,8 +316,15 @@ fn report(backend: &Backend, checks: &[Check]) -> String {
             if i + 1 < checks.len() { "," } else { "" }
         );
     }
-    let passed = checks.iter().all(Check::passed);
-    let _ = write!(out, "  ],\n  \"passed\": {passed}\n}}\n");
+    let passed = checks.iter().all(Check::passed) && self_check.is_ok();
+    let self_check = match self_check {
+        Ok(_) => "\"passed\"".to_owned(),
+        Err(e) => json_str(&e.to_string()),
+    };
+    let _ = write!(
+        out,
+        "  ],\n  \"self_check\": {self_check},\n  \"passed\": {passed}\n}}\n"
+    );
     out
 }
 
@@ -345,33 +356,46 @@ fn main() {
         eprintln!("usage: gpu_check [--cpu] <output.json>");
         std::process::exit(2);
     };
-    let backend = select_backend();
-    let (json, ok) = match &backend {
+    // The device select_backend would try, before its self-check: this check is the
+    // fuller comparison, so it runs even where the self-check would keep graft on the CPU.
+    let (json, ok) = match usable_device() {
         _ if cpu_selftest => {
             println!("self-test: CPU backend in place of the GPU");
             let checks = run_checks(&Backend::Cpu);
             print_checks(&checks);
+            let self_check = graft_cuda::self_check(&Backend::Cpu);
             (
-                report(&Backend::Cpu, &checks),
-                checks.iter().all(Check::passed),
+                report(&Backend::Cpu, &checks, &self_check),
+                checks.iter().all(Check::passed) && self_check.is_ok(),
             )
         }
-        Backend::Cpu => {
-            let reason = match probe() {
-                Err(e) => e.to_string(),
-                Ok(_) => CudaError::NoNvrtc.to_string(),
-            };
+        Err(reason) => {
             println!("skipped: {reason}");
             (
-                format!("{{\"device\": null, \"skipped\": {}}}\n", json_str(&reason)),
+                format!(
+                    "{{\"device\": null, \"skipped\": {}}}\n",
+                    json_str(&reason.to_string())
+                ),
                 true,
             )
         }
-        Backend::Cuda(info) => {
+        Ok(info) => {
             println!("checking kernels on cuda:{} ({})", info.ordinal, info.name);
+            let backend = Backend::Cuda(info);
             let checks = run_checks(&backend);
             print_checks(&checks);
-            (report(&backend, &checks), checks.iter().all(Check::passed))
+            let self_check = graft_cuda::self_check(&backend);
+            match &self_check {
+                Ok(ops) => println!(
+                    "self-check (what select_backend runs): passed, {}",
+                    ops.join(", ")
+                ),
+                Err(e) => println!("self-check (what select_backend runs): FAILED: {e}"),
+            }
+            (
+                report(&backend, &checks, &self_check),
+                checks.iter().all(Check::passed) && self_check.is_ok(),
+            )
         }
     };
     if let Err(e) = std::fs::write(path, json) {

@@ -41,4 +41,16 @@ pub enum CudaError {
         "cuBLAS call failed: {0}; install cuBLAS (libcublas.so) for CUDA 13, or use the CPU path"
     )]
     Blas(String),
+    /// A kernel failed graft's self-check against its CPU reference on this device
+    /// ([`crate::self_check`]), so graft does not use the device.
+    #[error(
+        "the CUDA kernel `{kernel}` failed graft's self-check on this device ({detail}); \
+         graft uses the CPU. Run `cargo xtask gpu-check` for the full comparison and report it"
+    )]
+    SelfCheck {
+        /// The operation that failed or disagreed.
+        kernel: &'static str,
+        /// What went wrong.
+        detail: String,
+    },
 }

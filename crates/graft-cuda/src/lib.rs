@@ -10,10 +10,13 @@ mod linear_head;
 mod linear_probe;
 mod ops;
 mod probe;
+mod self_check;
 
-pub use backend::{select_backend, Backend};
+pub use backend::{backend_choice, select_backend, usable_device, Backend, BackendChoice};
 pub use error::CudaError;
-pub use linear_head::{train_linear_head_on, CachedFeatures, HeadOptimizer, HeadSteps};
+pub use linear_head::{
+    linear_head_on_device, train_linear_head_on, CachedFeatures, HeadOptimizer, HeadSteps,
+};
 pub use linear_probe::{epoch_order, LinearProbe, LinearProbeConfig};
 pub use ops::{
     adam_step, adam_step_on, knn, knn_on, normalize_images, normalize_images_on, softmax_xent,
@@ -21,3 +24,4 @@ pub use ops::{
     Knn, OpError, SampleAugmentation, SoftmaxXent,
 };
 pub use probe::{describe, nvrtc_available, probe, DeviceInfo};
+pub use self_check::{self_check, SELF_CHECKED, SELF_CHECK_ABS, SELF_CHECK_REL};

@@ -76,12 +76,18 @@ pub fn train_linear_head_on(
 ) -> Result<Vec<f32>, OpError> {
     check_head(data, weights, bias, steps, opt)?;
     match backend {
-        Backend::Cuda(info) if gpu::cublas_usable() => {
+        Backend::Cuda(info) if linear_head_on_device(backend) => {
             let gpu = gpu::device(info)?;
             Ok(gpu.train_linear_head(data, weights, bias, steps, opt)?)
         }
         _ => Ok(cpu::train_linear_head(data, weights, bias, steps, opt)),
     }
+}
+
+/// Whether [`train_linear_head_on`] trains on the device for `backend`: a CUDA backend with
+/// cuBLAS loaded. Otherwise it runs the CPU reference.
+pub fn linear_head_on_device(backend: &Backend) -> bool {
+    backend.is_cuda() && gpu::cublas_usable()
 }
 
 fn check_head(

@@ -228,6 +228,7 @@ pub fn run_fortunes_sweep(cfg: &TextSweepConfig) -> Result<TextSweepOutcome, Tex
                     energy_source,
                     co2_grams: co2_grams(joules, cfg.grid_g_per_kwh),
                     curve: trained.curve,
+                    head_device: "cpu".into(),
                 });
             }
         }

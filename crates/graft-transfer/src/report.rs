@@ -39,6 +39,9 @@ pub struct RunRecord {
     pub co2_grams: f64,
     /// Monitor-set accuracy during training (steps, seconds, FLOPs so far).
     pub curve: Vec<CurvePoint>,
+    /// Where the new head trained: `cpu`, or `cuda:N` for a linear probe's head on a GPU
+    /// (the backbone always runs on the CPU).
+    pub head_device: String,
 }
 
 /// The first point of `curve` at or above `target` accuracy.
@@ -330,6 +333,7 @@ pub fn markdown(report: &Report) -> String {
         report.test_evaluations,
         report.results.len()
     );
+    let _ = writeln!(s, "{}\n", devices_line(&report.results));
     let _ = writeln!(s, "![accuracy against labels per class](accuracy.png)\n");
     for v in &report.verdicts {
         let _ = writeln!(s, "- {v}");
@@ -347,6 +351,25 @@ pub fn markdown(report: &Report) -> String {
         p.std
     );
     s
+}
+
+/// Where the runs trained, for the Markdown: wall times of heads trained on a GPU are not
+/// CPU times.
+fn devices_line(results: &[RunRecord]) -> String {
+    let on_gpu: Vec<&RunRecord> = results.iter().filter(|r| r.head_device != "cpu").collect();
+    if on_gpu.is_empty() {
+        return "Every run trained on the CPU.".to_string();
+    }
+    let mut devices: Vec<&str> = on_gpu.iter().map(|r| r.head_device.as_str()).collect();
+    devices.sort_unstable();
+    devices.dedup();
+    format!(
+        "{} of {} runs trained their linear head on a GPU ({}); their backbone features and \
+         every other run ran on the CPU, so their wall times mix the two.",
+        on_gpu.len(),
+        results.len(),
+        devices.join(", ")
+    )
 }
 
 /// Writes `report.json`, `report.md`, `report.csv` (one row per run) and the plot
@@ -371,6 +394,7 @@ pub fn write(report: &Report, dir: &Path) -> Result<PathBuf, TransferError> {
                 format!("{:.4e}", r.flops),
                 format!("{:.4e}", r.joules),
                 format!("{:.6}", r.co2_grams),
+                r.head_device.clone(),
             ]
         })
         .collect();
@@ -385,6 +409,7 @@ pub fn write(report: &Report, dir: &Path) -> Result<PathBuf, TransferError> {
         "flops",
         "joules",
         "co2_grams",
+        "head_device",
     ];
     crate::csv::write_csv(&dir.join("report.csv"), &header, &rows)?;
     let series =
@@ -424,7 +449,22 @@ mod tests {
             },
             co2_grams: 0.1,
             curve: Vec::new(),
+            head_device: "cpu".into(),
         }
+    }
+
+    #[test]
+    fn the_report_says_where_heads_trained() {
+        let mut results = vec![rec("scratch", 0, 0.5), rec("linear-probe", 0, 0.6)];
+        assert_eq!(devices_line(&results), "Every run trained on the CPU.");
+        results[1].head_device = "cuda:0".into();
+        results.push(rec("linear-probe", 1, 0.7));
+        results[2].head_device = "cuda:0".into();
+        let line = devices_line(&results);
+        assert!(
+            line.starts_with("2 of 3 runs trained their linear head on a GPU (cuda:0);"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -175,6 +175,9 @@ pub struct StrategyRun<B: Backbone<F>, const F: usize> {
     pub flops: f64,
     /// Monitor accuracy over training (empty without a monitor).
     pub curve: Vec<crate::train::CurvePoint>,
+    /// Where the new head was trained: `cuda:N` when graft-cuda trained a linear probe's
+    /// head on a GPU, else `cpu` (the backbone always runs on the CPU).
+    pub head_device: String,
 }
 
 /// Runs `strategy` on `train`, reusing `pretrained` where the strategy does. `seed` seeds
@@ -237,6 +240,7 @@ pub fn run_strategy_with<B: Backbone<F>, const F: usize>(
     let blocks = B::BLOCKS.len();
     let bar = progress_bar(schedule.steps as u64, strategy.name());
     let start = Instant::now();
+    let mut head_device = "cpu".to_owned();
     let classes = train.num_classes;
     let fine_tune = LearningRates {
         backbone: Some(FINE_TUNE_BACKBONE_LR),
@@ -346,12 +350,18 @@ pub fn run_strategy_with<B: Backbone<F>, const F: usize>(
                 stop: ctl.stop,
                 ..TrainControl::default()
             };
-            // On a GPU (and without early stopping) graft-cuda trains the head: the same
-            // steps as `train_head_with`, equal within f32 rounding (head_gpu.rs).
+            // On a GPU with cuBLAS (and without early stopping) graft-cuda trains the head:
+            // the same steps as `train_head_with`, equal within f32 rounding (head_gpu.rs).
             let backend = graft_cuda::select_backend();
             let on_gpu = match (&backend, &head_ctl.validation) {
-                (Backend::Cuda(_), None) => {
-                    train_head_on_backend(&backend, &mut head, &features, &head_plan, seed, &bar)?
+                (Backend::Cuda(info), None) if graft_cuda::linear_head_on_device(&backend) => {
+                    let stats = train_head_on_backend(
+                        &backend, &mut head, &features, &head_plan, seed, &bar,
+                    )?;
+                    if stats.is_some() {
+                        head_device = format!("cuda:{}", info.ordinal);
+                    }
+                    stats
                 }
                 _ => None,
             };
@@ -408,6 +418,7 @@ pub fn run_strategy_with<B: Backbone<F>, const F: usize>(
         wall_seconds: stats.seconds,
         flops: stats.flops,
         curve: stats.curve,
+        head_device,
     })
 }
 

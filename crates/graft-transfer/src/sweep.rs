@@ -325,6 +325,7 @@ fn run_one<B: Backbone<F> + Sync, const F: usize>(
         energy_source: source,
         co2_grams: energy::co2_grams(joules, cfg.grid_g_per_kwh),
         curve: run.curve,
+        head_device: run.head_device,
     })
 }
 

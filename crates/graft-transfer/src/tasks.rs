@@ -65,6 +65,8 @@ pub struct TransferResult {
     pub flops: f64,
     /// Where the trained network was saved.
     pub checkpoint: PathBuf,
+    /// Where the new head was trained: `cpu`, or `cuda:N` for a linear probe on a GPU.
+    pub head_device: String,
 }
 
 /// One transfer run on a protocol's target: what `graft transfer` asks for.
@@ -153,6 +155,7 @@ fn transfer_with<B: Backbone<F>, const F: usize>(
         wall_seconds: run.wall_seconds,
         flops: run.flops,
         checkpoint: out.clone(),
+        head_device: run.head_device,
     })
 }
 
