@@ -213,30 +213,39 @@ fn run_bundle(bundle: &Path, out: &Path) -> Result<()> {
             bundle.display()
         );
     }
+    // Every step runs even after one fails (one device run must bring back all the
+    // evidence); the failures are reported together at the end.
+    let mut failures = Vec::new();
     for test in &tests {
         let mut cmd = Command::new(test);
         // The emulator tests compile kernels/*.cu from the source tree with a C++ compiler:
         // they belong to `cargo test`, not to a bundle run on another machine.
         cmd.args(["--skip", "gpu::emulator", "--nocapture"]);
         with_libs(&mut cmd);
-        status(&mut cmd)?;
+        failures.extend(status(&mut cmd).err());
     }
     let mut check = Command::new(bundle.join("gpu_check"));
     check.arg(out);
     with_libs(&mut check);
-    status(&mut check)?;
+    failures.extend(status(&mut check).err());
     println!("gpu-check: wrote {}", out.display());
     let report =
         std::fs::read_to_string(out).with_context(|| format!("cannot read {}", out.display()))?;
     if report.contains("\"device\": null") {
         println!("gpu-check: no GPU, so the animals probe comparison is skipped");
-        return Ok(());
+    } else {
+        let probe_out = out.with_file_name("animals_probe.json");
+        failures.extend(animals_probe_on_gpu_and_cpu(bundle, &probe_out, &with_libs).err());
     }
-    animals_probe_on_gpu_and_cpu(
-        bundle,
-        &out.with_file_name("animals_probe.json"),
-        &with_libs,
-    )
+    if !failures.is_empty() {
+        let list: Vec<String> = failures.iter().map(|e| format!("  - {e:#}")).collect();
+        bail!(
+            "{} gpu-check step(s) failed:\n{}",
+            failures.len(),
+            list.join("\n")
+        );
+    }
+    Ok(())
 }
 
 /// The `animals` linear probe (mlp, k = 10, seed 0) by the bundle's `graft transfer`, once
@@ -326,4 +335,39 @@ fn animals_probe_on_gpu_and_cpu(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn script(path: &Path, body: &str) {
+        std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn a_failing_step_does_not_stop_the_others() {
+        let dir = std::env::temp_dir().join(format!("xtask-bundle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        script(&dir.join("test-a-fails"), "exit 1");
+        script(
+            &dir.join("test-b-passes"),
+            "touch \"$(dirname \"$0\")/b-ran\"",
+        );
+        script(
+            &dir.join("gpu_check"),
+            "echo '{\"device\": null, \"skipped\": \"no GPU\"}' > \"$1\"",
+        );
+        let out = dir.join("gpu_check.json");
+        let err = run_bundle(&dir, &out).expect_err("a failed test binary fails the run");
+        let msg = format!("{err:#}");
+        assert!(msg.starts_with("1 gpu-check step(s) failed"), "{msg}");
+        assert!(msg.contains("test-a-fails"), "{msg}");
+        assert!(dir.join("b-ran").exists(), "the next test binary still ran");
+        assert!(out.exists(), "the kernel report was still written");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
