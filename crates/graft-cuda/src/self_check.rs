@@ -65,16 +65,8 @@ pub fn self_check(backend: &Backend) -> Result<Vec<&'static str>, CudaError> {
         .collect();
     let run = |b: &Backend| softmax_xent_on(b, &logits, &labels, classes);
     let (got, want) = (run(backend), run(&cpu));
-    compare(
-        "softmax_xent",
-        &got.clone().map(|r| r.grad),
-        &want.clone().map(|r| r.grad),
-    )?;
-    compare(
-        "softmax_xent",
-        &got.map(|r| r.row_losses),
-        &want.map(|r| r.row_losses),
-    )?;
+    compare_by("softmax_xent", &got, &want, |r| &r.grad)?;
+    compare_by("softmax_xent", &got, &want, |r| &r.row_losses)?;
 
     // 1000 parameters (4 blocks of 256), three steps of Adam and of AdamW.
     let params = rng.values(1000, 1.0);
@@ -101,11 +93,7 @@ pub fn self_check(backend: &Backend) -> Result<Vec<&'static str>, CudaError> {
     compare("sq_distances", &run(backend), &run(&cpu))?;
     let run = |b: &Backend| knn_on(b, &queries, &references, dim, 4);
     let (got, want) = (run(backend), run(&cpu));
-    compare(
-        "knn",
-        &got.clone().map(|k| k.distances),
-        &want.clone().map(|k| k.distances),
-    )?;
+    compare_by("knn", &got, &want, |k| &k.distances)?;
     match (got, want) {
         (Ok(g), Ok(w)) if g.indices != w.indices => {
             return Err(mismatch("knn", "neighbour indices differ from the CPU's"))
@@ -153,10 +141,24 @@ fn compare(
     got: &Result<Vec<f32>, OpError>,
     want: &Result<Vec<f32>, OpError>,
 ) -> Result<(), CudaError> {
+    compare_by(kernel, got, want, |v| v)
+}
+
+/// [`compare`] on the values `field` picks out of each result.
+fn compare_by<T>(
+    kernel: &'static str,
+    got: &Result<T, OpError>,
+    want: &Result<T, OpError>,
+    field: impl Fn(&T) -> &[f32],
+) -> Result<(), CudaError> {
     let want = want
         .as_ref()
+        .map(&field)
         .map_err(|e| mismatch(kernel, format!("the CPU reference failed: {e}")))?;
-    let got = got.as_ref().map_err(|e| mismatch(kernel, e.to_string()))?;
+    let got = got
+        .as_ref()
+        .map(&field)
+        .map_err(|e| mismatch(kernel, e.to_string()))?;
     if got.len() != want.len() {
         return Err(mismatch(
             kernel,
