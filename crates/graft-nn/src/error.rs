@@ -15,6 +15,14 @@ pub enum NnError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A PyTorch checkpoint that graft-pth refused (the problem says why).
+    #[error("{}: cannot read this PyTorch checkpoint: {problem}", path.display())]
+    PyTorch {
+        /// The checkpoint path.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: graft_pth::Problem,
+    },
     /// The file is not a readable safetensors file.
     #[error("{}: not a valid safetensors checkpoint ({reason}); re-save it with graft or safetensors.torch.save_file", path.display())]
     Format {
