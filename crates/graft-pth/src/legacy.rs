@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use crate::error::Problem;
-use crate::pickle::{self, Value};
+use crate::pickle::{self, Arena, Value};
 use crate::torch::Storages;
 
 /// `torch.serialization.MAGIC_NUMBER` (0x1950a86a20f9469cfc6c), little-endian.
@@ -16,6 +16,8 @@ const PROTOCOL_VERSION: i64 = 1001;
 /// The object pickle's value, its storages and each storage's bytes.
 pub(crate) struct Legacy<'a> {
     pub object: Value,
+    /// Keeps the object's containers; empties them when the reader is done.
+    pub _arena: Arena,
     pub storages: Storages,
     pub data: HashMap<String, &'a [u8]>,
 }
@@ -42,27 +44,30 @@ pub(crate) fn is_legacy(bytes: &[u8]) -> bool {
 
 /// Reads the five pickles and the storages that follow them.
 pub(crate) fn read(bytes: &[u8]) -> Result<Legacy<'_>, Problem> {
-    let (magic, at) = pickle::unpickle(bytes, 0, "the magic number", &mut Nothing)?;
+    let mut arena = Arena::default();
+    let (magic, at) = pickle::unpickle(bytes, 0, "the magic number", &mut Nothing, &mut arena)?;
     if !matches!(&magic, Value::BigInt(b) if b[..] == MAGIC) {
         return Err(Problem::NotPyTorch(
             "a pickle without torch.save's magic number".into(),
         ));
     }
-    let (version, at) = pickle::unpickle(bytes, at, "the protocol version", &mut Nothing)?;
+    let (version, at) =
+        pickle::unpickle(bytes, at, "the protocol version", &mut Nothing, &mut arena)?;
     if version.as_int() != Some(PROTOCOL_VERSION) {
         return Err(Problem::Structure {
             what: format!("legacy protocol version {version:?} (graft reads {PROTOCOL_VERSION})"),
             offset: at,
         });
     }
-    let (info, at) = pickle::unpickle(bytes, at, "the system info", &mut Nothing)?;
+    let (info, at) = pickle::unpickle(bytes, at, "the system info", &mut Nothing, &mut arena)?;
     check_little_endian(&info, at)?;
     let mut storages = Storages::default();
-    let (object, at) = pickle::unpickle(bytes, at, "the object pickle", &mut storages)?;
-    let (keys, at) = pickle::unpickle(bytes, at, "the storage key list", &mut Nothing)?;
+    let (object, at) = pickle::unpickle(bytes, at, "the object pickle", &mut storages, &mut arena)?;
+    let (keys, at) = pickle::unpickle(bytes, at, "the storage key list", &mut Nothing, &mut arena)?;
     let data = storage_data(bytes, at, &keys, &storages)?;
     Ok(Legacy {
         object,
+        _arena: arena,
         storages,
         data,
     })

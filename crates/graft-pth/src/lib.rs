@@ -137,7 +137,8 @@ fn read_zip(bytes: &[u8]) -> Result<StateDict, Problem> {
         }
     }
     let mut storages = Storages::default();
-    let (object, _) = pickle::unpickle(pkl, 0, "data.pkl", &mut storages)?;
+    let mut arena = pickle::Arena::default();
+    let (object, _) = pickle::unpickle(pkl, 0, "data.pkl", &mut storages, &mut arena)?;
     let mut data = HashMap::new();
     for (key, &(elem, numel)) in &storages.declared {
         let record = archive

@@ -73,19 +73,51 @@ impl Value {
     }
 }
 
+/// Every list and dict a pickle made, emptied when dropped. A pickle can make a container
+/// hold itself (`APPEND` of a memo `GET`); reference counting alone would leak that cycle.
+#[derive(Default)]
+pub(crate) struct Arena {
+    lists: Vec<Shared<Vec<Value>>>,
+    dicts: Vec<Shared<Vec<(Value, Value)>>>,
+}
+
+impl Arena {
+    fn keep(&mut self, v: &Value) {
+        match v {
+            Value::List(l) => self.lists.push(l.clone()),
+            Value::Dict(d) => self.dicts.push(d.clone()),
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        for l in &self.lists {
+            l.borrow_mut().clear();
+        }
+        for d in &self.dicts {
+            d.borrow_mut().clear();
+        }
+    }
+}
+
 /// What the container does with a persistent id (`BINPERSID`): torch's storages.
 pub(crate) trait PersistentLoad {
     fn load(&mut self, pid: &Value, offset: usize) -> Result<Value, Problem>;
 }
 
 /// Runs the pickle that starts at `start` and returns its value and the offset after `STOP`.
+/// The containers it makes stay valid while `arena` lives.
 pub(crate) fn unpickle(
     bytes: &[u8],
     start: usize,
     section: &'static str,
     persistent: &mut dyn PersistentLoad,
+    arena: &mut Arena,
 ) -> Result<(Value, usize), Problem> {
     let mut m = Machine {
+        arena,
         input: Input {
             bytes,
             pos: start,
@@ -167,6 +199,7 @@ impl<'a> Input<'a> {
 }
 
 struct Machine<'a> {
+    arena: &'a mut Arena,
     input: Input<'a>,
     stack: Vec<Value>,
     marks: Vec<usize>,
@@ -208,6 +241,7 @@ impl Machine<'_> {
     }
 
     fn push(&mut self, v: Value) {
+        self.arena.keep(&v);
         self.stack.push(v);
     }
 

@@ -260,6 +260,32 @@ fn stack_and_memo_misuse_is_a_structure_error() {
 }
 
 #[test]
+fn containers_that_hold_themselves_end_cleanly() {
+    // l = []; l.append(l); d = {}; d["d"] = d: cycles through the memo.
+    let list = Pickle::new()
+        .op(b']')
+        .op(b'q')
+        .raw(&[0])
+        .op(b'h')
+        .raw(&[0])
+        .op(b'a')
+        .stop();
+    let dict = Pickle::new()
+        .op(b'}')
+        .op(b'q')
+        .raw(&[0])
+        .str("d")
+        .op(b'h')
+        .raw(&[0])
+        .op(b's')
+        .stop();
+    for object in [list, dict] {
+        let err = read_bytes(&legacy_file(&object, &[], &[])).unwrap_err();
+        assert!(matches!(err, Problem::NoTensors(_)), "{err:?}");
+    }
+}
+
+#[test]
 fn a_big_endian_file_is_refused() {
     let mut file = legacy_header(false);
     file.extend(Pickle::new().op(b'}').stop());
