@@ -118,7 +118,7 @@ pub fn resize_gray(
 
 /// For each output coordinate: the two input neighbours and the weight of
 /// the second.
-fn bilinear_taps(n_in: usize, n_out: usize) -> Vec<(usize, usize, f64)> {
+pub(crate) fn bilinear_taps(n_in: usize, n_out: usize) -> Vec<(usize, usize, f64)> {
     let scale = n_in as f64 / n_out as f64;
     (0..n_out)
         .map(|o| {

@@ -14,6 +14,7 @@ mod data {
     pub mod kshot;
     pub mod npy;
     pub mod ops;
+    pub mod photo;
     pub mod prefetch;
     pub mod real_data;
     pub mod split;
