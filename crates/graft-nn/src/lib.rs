@@ -9,6 +9,7 @@ pub mod convnet;
 pub mod error;
 pub mod gemm;
 pub mod head;
+pub mod layers;
 pub mod linear;
 pub mod mlp;
 pub mod owned;
