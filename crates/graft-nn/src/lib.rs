@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod conv;
 pub mod convnet;
+pub mod efficientnet;
 pub mod error;
 pub mod gemm;
 pub mod head;
