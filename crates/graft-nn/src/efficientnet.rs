@@ -29,14 +29,15 @@
 use std::path::Path;
 
 use dfdx::shapes::{Const, HasShape};
-use dfdx::tensor::{Cpu, PutTape, Tape};
+use dfdx::tensor::{Cpu, PutTape, Tape, TensorFromVec};
 use dfdx::tensor_ops::ReshapeTo;
 
-use crate::conv::InputGrad;
+use crate::conv::{values, InputGrad};
+use crate::layers::folded;
 use crate::layers::mbconv::join;
 use crate::layers::{
     global_avg_pool, relu6, BatchNorm2d, BnMode, Buffers, Images, MbConv, MbConvConfig,
-    PointwiseConv2d, SameConv2d, WithBuffers,
+    PointwiseConv2d, SameConv2d, Shape4, WithBuffers,
 };
 use crate::{Checkpoint, Features, Head, Layer, LoadScope, Logits, NnError, Param, Parameters};
 
@@ -225,10 +226,26 @@ impl EfficientNetLite {
     }
 
     /// The output of the first `units` units (all of them with `num_units()`), without a
-    /// tape, BatchNorm in eval mode: `_blocks.N`'s output is `forward_units(x, N + 2)`.
+    /// tape, BatchNorm in eval mode and folded into the convolutions: `_blocks.N`'s output
+    /// is `forward_units(x, N + 2)`.
     pub fn forward_units(&self, x: Images, units: usize) -> Images {
-        (0..units.min(self.num_units()))
-            .fold(x, |h, u| self.run_unit(u, h, BnMode::Eval, InputGrad::Skip))
+        let dev = x.device().clone();
+        let dims = *x.shape();
+        let start = (values(&x.contiguous()), dims);
+        let (y, shape) = (0..units.min(self.num_units()))
+            .fold(start, |(h, dims), u| self.run_unit_folded(u, h, dims));
+        dev.tensor_from_vec(y, shape)
+    }
+
+    /// Runs unit `unit` in eval mode with BatchNorm folded, on plain values.
+    fn run_unit_folded(&self, unit: usize, x: Vec<f32>, dims: Shape4) -> (Vec<f32>, Shape4) {
+        if unit == 0 {
+            folded::stem(&self.stem, &self.bn0, &x, dims)
+        } else if unit <= self.blocks.len() {
+            folded::mbconv(&self.blocks[unit - 1], x, dims)
+        } else {
+            folded::pointwise(&self.head_conv, &self.bn1, &x, dims, true)
+        }
     }
 
     /// The 1280 features of a batch: every unit, then global average pooling. With an owned

@@ -241,9 +241,11 @@ fn mbconv_blocks_match_pytorch() {
             .filter(|n| n.starts_with(&key("grad.")))
             .count();
         assert_eq!(checked, in_file);
-        // Without a tape: the same output.
-        let y0 = block.forward(x, BnMode::Eval, InputGrad::Compute);
+        // Without a tape: the same output, and with BatchNorm folded into the convolutions.
+        let y0 = block.forward(x.clone(), BnMode::Eval, InputGrad::Compute);
         assert_close(&key("y (no tape)"), &y0.as_vec(), &r.f32(&key("y")));
+        let folded = block.forward_inference(x);
+        assert_close(&key("y (folded)"), &folded.as_vec(), &r.f32(&key("y")));
     }
 }
 

@@ -26,6 +26,13 @@ struct PlaneGeom {
 }
 
 impl PlaneGeom {
+    fn new((h, w): (usize, usize), k: usize, stride: usize) -> Self {
+        Self {
+            rows: SamePad::new(h, k, stride),
+            cols: SamePad::new(w, k, stride),
+            k,
+        }
+    }
     fn in_len(&self) -> usize {
         self.rows.input * self.cols.input
     }
@@ -131,6 +138,25 @@ fn backward_plane(
     }
 }
 
+/// The output `(b, c, ceil(h / s), ceil(w / s))` of a depthwise convolution of `x` (`dims`)
+/// with the filters `wv` (`(c, k, k)`), `(k, s)` = kernel and stride; no tape.
+pub(crate) fn depthwise_values(
+    x: &[f32],
+    (b, c, h, w): Shape4,
+    wv: &[f32],
+    (k, s): (usize, usize),
+) -> Vec<f32> {
+    let g = PlaneGeom::new((h, w), k, s);
+    let mut y = vec![0.0f32; b * c * g.out_len()];
+    y.par_chunks_mut(g.out_len().max(1))
+        .enumerate()
+        .for_each(|(p, yp)| {
+            let wk = &wv[(p % c) * k * k..][..k * k];
+            forward_plane(&x[p * g.in_len()..][..g.in_len()], wk, &g, yp);
+        });
+    y
+}
+
 /// A depthwise convolution: `channels` filters of `kernel x kernel`, stride `stride`, SAME
 /// padding, no bias (the layout of PyTorch's `Conv2d(c, c, k, groups=c, bias=False)`).
 #[derive(Debug, Clone)]
@@ -186,20 +212,10 @@ impl DepthwiseConv2d {
         let (b, c, h, w) = *x.shape();
         assert_eq!(c, self.channels(), "depthwise conv: channel count");
         let k = self.kernel();
-        let g = PlaneGeom {
-            rows: SamePad::new(h, k, self.stride),
-            cols: SamePad::new(w, k, self.stride),
-            k,
-        };
+        let g = PlaneGeom::new((h, w), k, self.stride);
         let xv = ScratchBuf::copy_of(&x);
         let wv = self.weight.shared();
-        let mut y = vec![0.0f32; b * c * g.out_len()];
-        y.par_chunks_mut(g.out_len())
-            .enumerate()
-            .for_each(|(p, yp)| {
-                let wk = &wv[(p % c) * k * k..][..k * k];
-                forward_plane(&xv[p * g.in_len()..][..g.in_len()], wk, &g, yp);
-            });
+        let y = depthwise_values(&xv, (b, c, h, w), &wv, (k, self.stride));
         let out = dev.tensor_from_vec(y, (b, c, g.rows.out, g.cols.out));
         if !T::OWNS_TAPE {
             return out.put_tape(tape);

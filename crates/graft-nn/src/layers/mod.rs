@@ -15,6 +15,7 @@ use crate::OwnedParam;
 pub mod batch_norm;
 pub mod buffers;
 pub mod depthwise;
+pub(crate) mod folded;
 pub mod global_pool;
 pub mod mbconv;
 pub mod padding;

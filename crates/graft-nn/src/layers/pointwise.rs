@@ -30,6 +30,23 @@ pub(crate) fn inner_parallelism(samples: usize, macs: usize) -> Parallelism {
     }
 }
 
+/// The output `(b, co, h, w)` of a 1x1 convolution of `x` (`dims`) with the filters `wv`
+/// (`(co, ci)`); no tape.
+pub(crate) fn pointwise_values(
+    x: &[f32],
+    (b, ci, h, w): Shape4,
+    wv: &[f32],
+    co: usize,
+) -> Vec<f32> {
+    let hw = h * w;
+    let par = inner_parallelism(b, co * ci * hw);
+    let mut y = vec![0.0f32; b * co * hw];
+    y.par_chunks_mut((co * hw).max(1))
+        .zip(x.par_chunks((ci * hw).max(1)))
+        .for_each(|(yb, xb)| sgemm_par((co, hw, ci), yb, false, (wv, false), (xb, false), par));
+    y
+}
+
 /// A bias-free 1x1 convolution (stride 1): EfficientNet's expand, project and head convs.
 #[derive(Debug, Clone)]
 pub struct PointwiseConv2d {
@@ -74,12 +91,7 @@ impl PointwiseConv2d {
         let xv = ScratchBuf::copy_of(&x);
         let wv = self.weight.shared();
         let par = inner_parallelism(b, co * ci * hw);
-        let mut y = vec![0.0f32; b * co * hw];
-        y.par_chunks_mut((co * hw).max(1))
-            .zip(xv.par_chunks((ci * hw).max(1)))
-            .for_each(|(yb, xb)| {
-                sgemm_par((co, hw, ci), yb, false, (&wv, false), (xb, false), par)
-            });
+        let y = pointwise_values(&xv, (b, ci, h, w), &wv, co);
         let out = dev.tensor_from_vec(y, (b, co, h, w));
         if !T::OWNS_TAPE {
             return out.put_tape(tape);

@@ -26,6 +26,15 @@ struct ConvGeom {
 }
 
 impl ConvGeom {
+    fn new((ci, co): (usize, usize), (h, w): (usize, usize), k: usize, stride: usize) -> Self {
+        Self {
+            ci,
+            co,
+            k,
+            rows: SamePad::new(h, k, stride),
+            cols: SamePad::new(w, k, stride),
+        }
+    }
     fn in_len(&self) -> usize {
         self.ci * self.rows.input * self.cols.input
     }
@@ -90,6 +99,30 @@ fn col2im(col: &[f32], g: &ConvGeom, gx: &mut [f32]) {
     }
 }
 
+/// The output `(b, co, ceil(h / s), ceil(w / s))` of a SAME convolution of `x` (`dims`) with
+/// the filters `wv` (`(co, ci, k, k)`), `(co, k, s)` = output channels, kernel and stride.
+pub(crate) fn conv_values(
+    x: &[f32],
+    (b, ci, h, w): Shape4,
+    wv: &[f32],
+    (co, k, s): (usize, usize, usize),
+) -> Vec<f32> {
+    let g = ConvGeom::new((ci, co), (h, w), k, s);
+    let out_len = co * g.out_pixels();
+    let par = super::pointwise::inner_parallelism(b, out_len * g.patch_len());
+    let mut y = vec![0.0f32; b * out_len];
+    y.par_chunks_mut(out_len.max(1))
+        .enumerate()
+        .for_each(|(bi, yb)| {
+            with_scratch(g.patch_len() * g.out_pixels(), |col| {
+                im2col(&x[bi * g.in_len()..][..g.in_len()], &g, col);
+                let mnk = (co, g.out_pixels(), g.patch_len());
+                sgemm_par(mnk, yb, false, (wv, false), (col, false), par);
+            });
+        });
+    y
+}
+
 /// A bias-free convolution `ci -> co`, `kernel x kernel`, stride `stride`, SAME padding.
 #[derive(Debug, Clone)]
 pub struct SameConv2d {
@@ -140,25 +173,12 @@ impl SameConv2d {
         let (b, ci, h, w) = *x.shape();
         let (wci, co, k) = self.dims();
         assert_eq!(ci, wci, "conv: input channel count");
-        let g = ConvGeom {
-            ci,
-            co,
-            k,
-            rows: SamePad::new(h, k, self.stride),
-            cols: SamePad::new(w, k, self.stride),
-        };
+        let g = ConvGeom::new((ci, co), (h, w), k, self.stride);
         let xv = ScratchBuf::copy_of(&x);
         let wv = self.weight.shared();
         let out_len = co * g.out_pixels();
-        let mut y = vec![0.0f32; b * out_len];
         let par = super::pointwise::inner_parallelism(b, co * g.out_pixels() * g.patch_len());
-        y.par_chunks_mut(out_len).enumerate().for_each(|(bi, yb)| {
-            with_scratch(g.patch_len() * g.out_pixels(), |col| {
-                im2col(&xv[bi * g.in_len()..][..g.in_len()], &g, col);
-                let mnk = (co, g.out_pixels(), g.patch_len());
-                sgemm_par(mnk, yb, false, (&wv, false), (col, false), par);
-            });
-        });
+        let y = conv_values(&xv, (b, ci, h, w), &wv, (co, k, self.stride));
         let out = dev.tensor_from_vec(y, (b, co, g.rows.out, g.cols.out));
         if !T::OWNS_TAPE {
             return out.put_tape(tape);
