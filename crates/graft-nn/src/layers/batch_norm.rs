@@ -14,13 +14,13 @@
 //! train: `dx = γ / sqrt(σ² + eps) (dy - dβ / n - x̂ dγ / n)`.
 
 use dfdx::shapes::HasShape;
-use dfdx::tensor::{Cpu, CpuError, PutTape, SplitTape, Tape, TensorFromVec};
+use dfdx::tensor::{Cpu, PutTape, SplitTape, Tape, TensorFromVec};
 use dfdx::tensor_ops::ReshapeTo;
 use rayon::prelude::*;
 
 use super::buffers::Buffer;
 use super::{owned_param, Images};
-use crate::conv::{with_scratch, ScratchBuf};
+use crate::conv::values;
 use crate::{OwnedParam, Param};
 
 /// Which statistics a BatchNorm normalises with.
@@ -211,7 +211,7 @@ impl BatchNorm2d {
         assert_eq!(c, self.channels(), "batch norm: channel count");
         let dims = (b, c, h * w);
         let hw = (h * w).max(1);
-        let xv = ScratchBuf::copy_of(&x);
+        let xv = values(&x);
         let norm = self.statistics(&xv, dims, mode);
         let (gamma, beta) = (self.weight.shared(), self.bias.values());
         let mut y = vec![0.0f32; xv.len()];
@@ -234,42 +234,41 @@ impl BatchNorm2d {
         let (gamma_slot, beta_slot) = (self.weight.grad_slot(), self.bias.grad_slot());
         drop(x);
         tape.add_backward_op(move |grads| {
-            with_scratch(xv.len(), |gy| -> Result<(), CpuError> {
-                gy.copy_from_slice(grads.get_or_alloc_mut(&out_g)?);
-                let sums = gradient_sums(&xv, gy, &norm, dims);
-                for (dg, (_, sgx)) in gamma_slot(grads)?.iter_mut().zip(&sums) {
-                    *dg += *sgx as f32;
-                }
-                for (db, (sg, _)) in beta_slot(grads)?.iter_mut().zip(&sums) {
-                    *db += *sg as f32;
-                }
-                let gx = grads.get_or_alloc_mut(&x_g)?;
-                let n = (b * h * w) as f64;
-                gx.par_chunks_mut(hw)
-                    .zip(gy.par_chunks(hw).zip(xv.par_chunks(hw)))
-                    .enumerate()
-                    .for_each(|(p, (gxp, (gyp, xp)))| {
-                        let ch = p % c;
-                        let (mean, inv) = (norm.mean[ch], norm.inv_std[ch]);
-                        let k = gamma[ch] * inv;
-                        match mode {
-                            BnMode::Eval => {
-                                for (d, g) in gxp.iter_mut().zip(gyp) {
-                                    *d += k * g;
-                                }
-                            }
-                            BnMode::Train => {
-                                let mean_g = (sums[ch].0 / n) as f32;
-                                let mean_gx = (sums[ch].1 / n) as f32;
-                                for ((d, g), v) in gxp.iter_mut().zip(gyp).zip(xp) {
-                                    let xhat = (v - mean) * inv;
-                                    *d += k * (g - mean_g - xhat * mean_gx);
-                                }
+            // The output gradient is read once, here: taken, not copied (freed after use).
+            let gy: Vec<f32> = std::mem::take(&mut **grads.get_or_alloc_mut(&out_g)?);
+            let sums = gradient_sums(&xv, &gy, &norm, dims);
+            for (dg, (_, sgx)) in gamma_slot(grads)?.iter_mut().zip(&sums) {
+                *dg += *sgx as f32;
+            }
+            for (db, (sg, _)) in beta_slot(grads)?.iter_mut().zip(&sums) {
+                *db += *sg as f32;
+            }
+            let gx = grads.get_or_alloc_mut(&x_g)?;
+            let n = (b * h * w) as f64;
+            gx.par_chunks_mut(hw)
+                .zip(gy.par_chunks(hw).zip(xv.par_chunks(hw)))
+                .enumerate()
+                .for_each(|(p, (gxp, (gyp, xp)))| {
+                    let ch = p % c;
+                    let (mean, inv) = (norm.mean[ch], norm.inv_std[ch]);
+                    let k = gamma[ch] * inv;
+                    match mode {
+                        BnMode::Eval => {
+                            for (d, g) in gxp.iter_mut().zip(gyp) {
+                                *d += k * g;
                             }
                         }
-                    });
-                Ok(())
-            })
+                        BnMode::Train => {
+                            let mean_g = (sums[ch].0 / n) as f32;
+                            let mean_gx = (sums[ch].1 / n) as f32;
+                            for ((d, g), v) in gxp.iter_mut().zip(gyp).zip(xp) {
+                                let xhat = (v - mean) * inv;
+                                *d += k * (g - mean_g - xhat * mean_gx);
+                            }
+                        }
+                    }
+                });
+            Ok(())
         });
         out.put_tape(tape)
     }

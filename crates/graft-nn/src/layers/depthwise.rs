@@ -8,30 +8,58 @@
 //! and `dX += w · dY` scattered back onto the input row.
 
 use dfdx::shapes::HasShape;
-use dfdx::tensor::{Cpu, CpuError, PutTape, SplitTape, Tape, TensorFromVec};
+use dfdx::tensor::{Cpu, PutTape, SplitTape, Tape, TensorFromVec};
 use dfdx::tensor_ops::ReshapeTo;
 use rayon::prelude::*;
 
 use super::padding::SamePad;
 use super::{normal_values, owned_param, sample_parts, sum_over_batch, Images, Shape4};
-use crate::conv::{with_scratch, InputGrad, ScratchBuf};
+use crate::conv::{values, InputGrad};
 use crate::OwnedParam;
 
-/// The geometry of one plane of a depthwise call.
+/// The outputs `lo..hi` of a row that kernel column `kx` reads inside the input, starting
+/// at input column `start` (computed once per call, not per row).
 #[derive(Debug, Clone, Copy)]
+struct ColRun {
+    lo: usize,
+    hi: usize,
+    start: usize,
+}
+
+/// The geometry of one plane of a depthwise call.
+#[derive(Debug, Clone)]
 struct PlaneGeom {
     rows: SamePad,
     cols: SamePad,
     k: usize,
+    /// One run per kernel column; `None` where the column reads only padding.
+    col_runs: Vec<Option<ColRun>>,
 }
 
 impl PlaneGeom {
     fn new((h, w): (usize, usize), k: usize, stride: usize) -> Self {
+        let cols = SamePad::new(w, k, stride);
+        let col_runs = (0..k)
+            .map(|kx| {
+                let run = cols.valid_outputs(kx);
+                (!run.is_empty()).then(|| ColRun {
+                    lo: run.start,
+                    hi: run.end,
+                    start: run.start * stride + kx - cols.before,
+                })
+            })
+            .collect();
         Self {
             rows: SamePad::new(h, k, stride),
-            cols: SamePad::new(w, k, stride),
+            cols,
             k,
+            col_runs,
         }
+    }
+
+    /// Planes per parallel task: enough that a task has a few thousand outputs.
+    fn planes_per_task(&self) -> usize {
+        (4096 / self.out_len().max(1)).max(1)
     }
     fn in_len(&self) -> usize {
         self.rows.input * self.cols.input
@@ -92,13 +120,10 @@ fn forward_plane(x: &[f32], wk: &[f32], g: &PlaneGeom, y: &mut [f32]) {
                 continue;
             };
             let x_row = &x[iy * w..][..w];
-            for kx in 0..g.k {
-                let run = g.cols.valid_outputs(kx);
-                if run.is_empty() {
-                    continue;
-                }
-                let start = run.start * s + kx - g.cols.before;
-                axpy_gather(wk[ky * g.k + kx], x_row, start, s, &mut y_row[run]);
+            for (kx, run) in g.col_runs.iter().enumerate() {
+                let Some(run) = run else { continue };
+                let dst = &mut y_row[run.lo..run.hi];
+                axpy_gather(wk[ky * g.k + kx], x_row, run.start, s, dst);
             }
         }
     }
@@ -121,17 +146,13 @@ fn backward_plane(
                 continue;
             };
             let x_row = &x[iy * w..][..w];
-            for kx in 0..g.k {
-                let run = g.cols.valid_outputs(kx);
-                if run.is_empty() {
-                    continue;
-                }
-                let start = run.start * s + kx - g.cols.before;
-                let gy_run = &gy_row[run];
-                gw[ky * g.k + kx] += dot_strided(gy_run, x_row, start, s);
+            for (kx, run) in g.col_runs.iter().enumerate() {
+                let Some(run) = run else { continue };
+                let gy_run = &gy_row[run.lo..run.hi];
+                gw[ky * g.k + kx] += dot_strided(gy_run, x_row, run.start, s);
                 if let Some(gx) = gx.as_deref_mut() {
                     let gx_row = &mut gx[iy * w..][..w];
-                    axpy_scatter(wk[ky * g.k + kx], gy_run, gx_row, start, s);
+                    axpy_scatter(wk[ky * g.k + kx], gy_run, gx_row, run.start, s);
                 }
             }
         }
@@ -150,6 +171,7 @@ pub(crate) fn depthwise_values(
     let mut y = vec![0.0f32; b * c * g.out_len()];
     y.par_chunks_mut(g.out_len().max(1))
         .enumerate()
+        .with_min_len(g.planes_per_task())
         .for_each(|(p, yp)| {
             let wk = &wv[(p % c) * k * k..][..k * k];
             forward_plane(&x[p * g.in_len()..][..g.in_len()], wk, &g, yp);
@@ -213,7 +235,7 @@ impl DepthwiseConv2d {
         assert_eq!(c, self.channels(), "depthwise conv: channel count");
         let k = self.kernel();
         let g = PlaneGeom::new((h, w), k, self.stride);
-        let xv = ScratchBuf::copy_of(&x);
+        let xv = values(&x);
         let wv = self.weight.shared();
         let y = depthwise_values(&xv, (b, c, h, w), &wv, (k, self.stride));
         let out = dev.tensor_from_vec(y, (b, c, g.rows.out, g.cols.out));
@@ -223,26 +245,26 @@ impl DepthwiseConv2d {
         let (x_g, out_g, w_slot) = (x.ghost(), out.ghost(), self.weight.grad_slot());
         drop(x);
         tape.add_backward_op(move |grads| {
-            with_scratch(b * c * g.out_len(), |gy| -> Result<(), CpuError> {
-                gy.copy_from_slice(grads.get_or_alloc_mut(&out_g)?);
-                let gx = match input_grad {
-                    InputGrad::Compute => Some(&mut grads.get_or_alloc_mut(&x_g)?[..]),
-                    InputGrad::Skip => None,
-                };
-                let mut gw_parts = vec![0.0f32; b * c * k * k];
-                gw_parts
-                    .par_chunks_mut(k * k)
-                    .zip(sample_parts(gx, g.in_len(), b * c))
-                    .enumerate()
-                    .for_each(|(p, (gw, gx))| {
-                        let x = &xv[p * g.in_len()..][..g.in_len()];
-                        let wk = &wv[(p % c) * k * k..][..k * k];
-                        let gy = &gy[p * g.out_len()..][..g.out_len()];
-                        backward_plane(x, wk, gy, &g, gw, gx);
-                    });
-                sum_over_batch(&gw_parts, c, k * k, w_slot(grads)?);
-                Ok(())
-            })
+            // The output gradient is read once, here: taken, not copied (freed after use).
+            let gy: Vec<f32> = std::mem::take(&mut **grads.get_or_alloc_mut(&out_g)?);
+            let gx = match input_grad {
+                InputGrad::Compute => Some(&mut grads.get_or_alloc_mut(&x_g)?[..]),
+                InputGrad::Skip => None,
+            };
+            let mut gw_parts = vec![0.0f32; b * c * k * k];
+            gw_parts
+                .par_chunks_mut(k * k)
+                .zip(sample_parts(gx, g.in_len(), b * c))
+                .enumerate()
+                .with_min_len(g.planes_per_task())
+                .for_each(|(p, (gw, gx))| {
+                    let x = &xv[p * g.in_len()..][..g.in_len()];
+                    let wk = &wv[(p % c) * k * k..][..k * k];
+                    let gy = &gy[p * g.out_len()..][..g.out_len()];
+                    backward_plane(x, wk, gy, &g, gw, gx);
+                });
+            sum_over_batch(&gw_parts, c, k * k, w_slot(grads)?);
+            Ok(())
         });
         out.put_tape(tape)
     }

@@ -7,13 +7,13 @@
 //! samples than threads, each GEMM is split over the threads instead.
 
 use dfdx::shapes::HasShape;
-use dfdx::tensor::{Cpu, CpuError, PutTape, SplitTape, Tape, TensorFromVec};
+use dfdx::tensor::{Cpu, PutTape, SplitTape, Tape, TensorFromVec};
 use dfdx::tensor_ops::ReshapeTo;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::{add_into, normal_values, owned_param, sample_parts, Images, Shape4};
-use crate::conv::{num_threads, sgemm_par, with_scratch, InputGrad, ScratchBuf};
+use crate::conv::{num_threads, sgemm_par, values, InputGrad};
 use crate::{OwnedParam, Param};
 
 /// Below this many multiply-adds a GEMM runs on one thread.
@@ -88,7 +88,7 @@ impl PointwiseConv2d {
         let (wci, co) = self.dims();
         assert_eq!(ci, wci, "1x1 conv: input channel count");
         let hw = h * w;
-        let xv = ScratchBuf::copy_of(&x);
+        let xv = values(&x);
         let wv = self.weight.shared();
         let par = inner_parallelism(b, co * ci * hw);
         let y = pointwise_values(&xv, (b, ci, h, w), &wv, co);
@@ -99,36 +99,35 @@ impl PointwiseConv2d {
         let (x_g, out_g, w_slot) = (x.ghost(), out.ghost(), self.weight.grad_slot());
         drop(x);
         tape.add_backward_op(move |grads| {
-            with_scratch(b * co * hw, |gy| -> Result<(), CpuError> {
-                gy.copy_from_slice(grads.get_or_alloc_mut(&out_g)?);
-                let gx = match input_grad {
-                    InputGrad::Compute => Some(&mut grads.get_or_alloc_mut(&x_g)?[..]),
-                    InputGrad::Skip => None,
-                };
-                let gw = sample_parts(gx, ci * hw, b)
-                    .into_par_iter()
-                    .enumerate()
-                    .fold(
-                        || vec![0.0f32; co * ci],
-                        |mut gw, (bi, gx)| {
-                            let xb = &xv[bi * ci * hw..][..ci * hw];
-                            let gyb = &gy[bi * co * hw..][..co * hw];
-                            sgemm_par((co, ci, hw), &mut gw, true, (gyb, false), (xb, true), par);
-                            if let Some(gx) = gx {
-                                sgemm_par((ci, hw, co), gx, true, (&wv, true), (gyb, false), par);
-                            }
-                            gw
-                        },
-                    )
-                    .reduce_with(|mut a, b| {
-                        add_into(&mut a, &b);
-                        a
-                    });
-                if let Some(gw) = gw {
-                    add_into(w_slot(grads)?, &gw);
-                }
-                Ok(())
-            })
+            // The output gradient is read once, here: taken, not copied (freed after use).
+            let gy: Vec<f32> = std::mem::take(&mut **grads.get_or_alloc_mut(&out_g)?);
+            let gx = match input_grad {
+                InputGrad::Compute => Some(&mut grads.get_or_alloc_mut(&x_g)?[..]),
+                InputGrad::Skip => None,
+            };
+            let gw = sample_parts(gx, ci * hw, b)
+                .into_par_iter()
+                .enumerate()
+                .fold(
+                    || vec![0.0f32; co * ci],
+                    |mut gw, (bi, gx)| {
+                        let xb = &xv[bi * ci * hw..][..ci * hw];
+                        let gyb = &gy[bi * co * hw..][..co * hw];
+                        sgemm_par((co, ci, hw), &mut gw, true, (gyb, false), (xb, true), par);
+                        if let Some(gx) = gx {
+                            sgemm_par((ci, hw, co), gx, true, (&wv, true), (gyb, false), par);
+                        }
+                        gw
+                    },
+                )
+                .reduce_with(|mut a, b| {
+                    add_into(&mut a, &b);
+                    a
+                });
+            if let Some(gw) = gw {
+                add_into(w_slot(grads)?, &gw);
+            }
+            Ok(())
         });
         out.put_tape(tape)
     }

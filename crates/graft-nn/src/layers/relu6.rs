@@ -2,11 +2,11 @@
 //! passes only where `0 < x < 6` (none at exactly 0 or 6).
 
 use dfdx::shapes::{HasShape, Shape};
-use dfdx::tensor::{Cpu, CpuError, PutTape, SplitTape, Tape, Tensor, TensorFromVec};
+use dfdx::tensor::{Cpu, PutTape, SplitTape, Tape, Tensor, TensorFromVec};
 use dfdx::tensor_ops::ReshapeTo;
 use rayon::prelude::*;
 
-use crate::conv::{values, with_scratch};
+use crate::conv::values;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
@@ -35,19 +35,18 @@ pub fn relu6<S: Shape, T: Tape<f32, Cpu>>(x: Tensor<S, f32, Cpu, T>) -> Tensor<S
     let (x_g, out_g) = (x.ghost(), out.ghost());
     drop(x);
     tape.add_backward_op(move |grads| {
-        with_scratch(pass.len(), |gy| -> Result<(), CpuError> {
-            gy.copy_from_slice(grads.get_or_alloc_mut(&out_g)?);
-            let gx = grads.get_or_alloc_mut(&x_g)?;
-            gx.par_chunks_mut(CHUNK)
-                .zip(gy.par_chunks(CHUNK).zip(pass.par_chunks(CHUNK)))
-                .for_each(|(gxs, (gys, ps))| {
-                    for ((d, g), &p) in gxs.iter_mut().zip(gys).zip(ps) {
-                        let keep = u32::from(p).wrapping_neg();
-                        *d += f32::from_bits(g.to_bits() & keep);
-                    }
-                });
-            Ok(())
-        })
+        // The output gradient is read once, here: taken, not copied (freed after use).
+        let gy: Vec<f32> = std::mem::take(&mut **grads.get_or_alloc_mut(&out_g)?);
+        let gx = grads.get_or_alloc_mut(&x_g)?;
+        gx.par_chunks_mut(CHUNK)
+            .zip(gy.par_chunks(CHUNK).zip(pass.par_chunks(CHUNK)))
+            .for_each(|(gxs, (gys, ps))| {
+                for ((d, g), &p) in gxs.iter_mut().zip(gys).zip(ps) {
+                    let keep = u32::from(p).wrapping_neg();
+                    *d += f32::from_bits(g.to_bits() & keep);
+                }
+            });
+        Ok(())
     });
     out.put_tape(tape)
 }

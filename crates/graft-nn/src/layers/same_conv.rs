@@ -6,13 +6,13 @@
 //! Samples run in parallel; each worker sums its own weight gradient, added at the end.
 
 use dfdx::shapes::HasShape;
-use dfdx::tensor::{Cpu, CpuError, PutTape, SplitTape, Tape, TensorFromVec};
+use dfdx::tensor::{Cpu, PutTape, SplitTape, Tape, TensorFromVec};
 use dfdx::tensor_ops::ReshapeTo;
 use rayon::prelude::*;
 
 use super::padding::SamePad;
 use super::{add_into, normal_values, owned_param, sample_parts, Images, Shape4};
-use crate::conv::{sgemm_par, with_scratch, InputGrad, ScratchBuf};
+use crate::conv::{sgemm_par, values, with_scratch, InputGrad};
 use crate::{OwnedParam, Param};
 
 /// The geometry of one call (per sample).
@@ -174,7 +174,7 @@ impl SameConv2d {
         let (wci, co, k) = self.dims();
         assert_eq!(ci, wci, "conv: input channel count");
         let g = ConvGeom::new((ci, co), (h, w), k, self.stride);
-        let xv = ScratchBuf::copy_of(&x);
+        let xv = values(&x);
         let wv = self.weight.shared();
         let out_len = co * g.out_pixels();
         let par = super::pointwise::inner_parallelism(b, co * g.out_pixels() * g.patch_len());
@@ -186,41 +186,40 @@ impl SameConv2d {
         let (x_g, out_g, w_slot) = (x.ghost(), out.ghost(), self.weight.grad_slot());
         drop(x);
         tape.add_backward_op(move |grads| {
-            with_scratch(b * out_len, |gy| -> Result<(), CpuError> {
-                gy.copy_from_slice(grads.get_or_alloc_mut(&out_g)?);
-                let gx = match input_grad {
-                    InputGrad::Compute => Some(&mut grads.get_or_alloc_mut(&x_g)?[..]),
-                    InputGrad::Skip => None,
-                };
-                let parts = sample_parts(gx, g.in_len(), b);
-                let gw = parts
-                    .into_par_iter()
-                    .enumerate()
-                    .fold(
-                        || vec![0.0f32; co * g.patch_len()],
-                        |mut gw, (bi, gx)| {
-                            let x = &xv[bi * g.in_len()..][..g.in_len()];
-                            backward_sample(
-                                x,
-                                &wv,
-                                &gy[bi * out_len..][..out_len],
-                                &g,
-                                &mut gw,
-                                gx,
-                                par,
-                            );
-                            gw
-                        },
-                    )
-                    .reduce_with(|mut a, b| {
-                        add_into(&mut a, &b);
-                        a
-                    });
-                if let Some(gw) = gw {
-                    add_into(w_slot(grads)?, &gw);
-                }
-                Ok(())
-            })
+            // The output gradient is read once, here: taken, not copied (freed after use).
+            let gy: Vec<f32> = std::mem::take(&mut **grads.get_or_alloc_mut(&out_g)?);
+            let gx = match input_grad {
+                InputGrad::Compute => Some(&mut grads.get_or_alloc_mut(&x_g)?[..]),
+                InputGrad::Skip => None,
+            };
+            let parts = sample_parts(gx, g.in_len(), b);
+            let gw = parts
+                .into_par_iter()
+                .enumerate()
+                .fold(
+                    || vec![0.0f32; co * g.patch_len()],
+                    |mut gw, (bi, gx)| {
+                        let x = &xv[bi * g.in_len()..][..g.in_len()];
+                        backward_sample(
+                            x,
+                            &wv,
+                            &gy[bi * out_len..][..out_len],
+                            &g,
+                            &mut gw,
+                            gx,
+                            par,
+                        );
+                        gw
+                    },
+                )
+                .reduce_with(|mut a, b| {
+                    add_into(&mut a, &b);
+                    a
+                });
+            if let Some(gw) = gw {
+                add_into(w_slot(grads)?, &gw);
+            }
+            Ok(())
         });
         out.put_tape(tape)
     }
