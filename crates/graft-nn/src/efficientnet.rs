@@ -260,9 +260,11 @@ impl EfficientNetLite {
     }
 
     /// Like [`Self::forward`], but the first `frozen_units` units run without a tape and
-    /// with BatchNorm in eval mode (their running statistics stay as they are); `tape` is
-    /// attached to their output, so only the later units get gradients. `num_units()` or
-    /// more freezes the whole backbone (the features still carry `tape`).
+    /// with BatchNorm in eval mode, folded (their running statistics stay as they are);
+    /// `tape` is attached to their output, so only the later units get gradients, and the
+    /// first unit that runs on the tape computes no gradient for its input. With 0 frozen
+    /// units this is `forward` without the images' gradient (what training wants);
+    /// `num_units()` or more freezes the whole backbone (the features still carry `tape`).
     pub fn forward_frozen<T: Tape<f32, Cpu>>(
         &self,
         x: Images,

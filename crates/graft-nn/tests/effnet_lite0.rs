@@ -200,6 +200,7 @@ fn lite0_structure_names_and_shapes() {
     // less the rest): checks the scale, not the exact count.
     let total = backbone.forward_flops(224, 224) as f64;
     assert!((0.7e9..1.0e9).contains(&total), "{total}");
+    println!("EfficientNet-Lite0 forward FLOPs per 224x224 image: {total:.3e}");
 }
 
 /// `forward_frozen`: the same features as `forward`; frozen units get no gradient, the
