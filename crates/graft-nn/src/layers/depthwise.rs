@@ -13,7 +13,7 @@ use dfdx::tensor_ops::ReshapeTo;
 use rayon::prelude::*;
 
 use super::padding::SamePad;
-use super::{normal_values, owned_param, sample_parts, sum_over_batch, Images, Shape4};
+use super::{add_into, normal_values, owned_param, sample_parts, sum_over_batch, Images, Shape4};
 use crate::conv::{values, InputGrad};
 use crate::OwnedParam;
 
@@ -179,6 +179,34 @@ pub(crate) fn depthwise_values(
     y
 }
 
+/// The backward pass of a depthwise convolution on plain values: returns the filters'
+/// gradient (`(c, k, k)`) and adds the input's to `gx` when given.
+pub(crate) fn depthwise_grads(
+    x: &[f32],
+    wv: &[f32],
+    gy: &[f32],
+    (b, c, h, w): Shape4,
+    (k, s): (usize, usize),
+    gx: Option<&mut [f32]>,
+) -> Vec<f32> {
+    let g = PlaneGeom::new((h, w), k, s);
+    let mut gw_parts = vec![0.0f32; b * c * k * k];
+    gw_parts
+        .par_chunks_mut(k * k)
+        .zip(sample_parts(gx, g.in_len(), b * c))
+        .enumerate()
+        .with_min_len(g.planes_per_task())
+        .for_each(|(p, (gw, gx))| {
+            let x = &x[p * g.in_len()..][..g.in_len()];
+            let wk = &wv[(p % c) * k * k..][..k * k];
+            let gy = &gy[p * g.out_len()..][..g.out_len()];
+            backward_plane(x, wk, gy, &g, gw, gx);
+        });
+    let mut gw = vec![0.0f32; c * k * k];
+    sum_over_batch(&gw_parts, c, k * k, &mut gw);
+    gw
+}
+
 /// A depthwise convolution: `channels` filters of `kernel x kernel`, stride `stride`, SAME
 /// padding, no bias (the layout of PyTorch's `Conv2d(c, c, k, groups=c, bias=False)`).
 #[derive(Debug, Clone)]
@@ -233,8 +261,8 @@ impl DepthwiseConv2d {
         let dev = x.device().clone();
         let (b, c, h, w) = *x.shape();
         assert_eq!(c, self.channels(), "depthwise conv: channel count");
-        let k = self.kernel();
-        let g = PlaneGeom::new((h, w), k, self.stride);
+        let (k, stride) = (self.kernel(), self.stride);
+        let g = PlaneGeom::new((h, w), k, stride);
         let xv = values(&x);
         let wv = self.weight.shared();
         let y = depthwise_values(&xv, (b, c, h, w), &wv, (k, self.stride));
@@ -251,19 +279,8 @@ impl DepthwiseConv2d {
                 InputGrad::Compute => Some(&mut grads.get_or_alloc_mut(&x_g)?[..]),
                 InputGrad::Skip => None,
             };
-            let mut gw_parts = vec![0.0f32; b * c * k * k];
-            gw_parts
-                .par_chunks_mut(k * k)
-                .zip(sample_parts(gx, g.in_len(), b * c))
-                .enumerate()
-                .with_min_len(g.planes_per_task())
-                .for_each(|(p, (gw, gx))| {
-                    let x = &xv[p * g.in_len()..][..g.in_len()];
-                    let wk = &wv[(p % c) * k * k..][..k * k];
-                    let gy = &gy[p * g.out_len()..][..g.out_len()];
-                    backward_plane(x, wk, gy, &g, gw, gx);
-                });
-            sum_over_batch(&gw_parts, c, k * k, w_slot(grads)?);
+            let gw = depthwise_grads(&xv, &wv, &gy, (b, c, h, w), (k, stride), gx);
+            add_into(w_slot(grads)?, &gw);
             Ok(())
         });
         out.put_tape(tape)

@@ -47,6 +47,39 @@ pub(crate) fn pointwise_values(
     y
 }
 
+/// The backward pass of a 1x1 convolution on plain values: returns the weight's gradient
+/// (`(co, ci)`) and adds the input's to `gx` when given. `x` is `(b, ci, hw)`, `gy`
+/// `(b, co, hw)`.
+pub(crate) fn pointwise_grads(
+    x: &[f32],
+    wv: &[f32],
+    gy: &[f32],
+    (b, ci, co, hw): (usize, usize, usize, usize),
+    gx: Option<&mut [f32]>,
+) -> Vec<f32> {
+    let par = inner_parallelism(b, co * ci * hw);
+    sample_parts(gx, ci * hw, b)
+        .into_par_iter()
+        .enumerate()
+        .fold(
+            || vec![0.0f32; co * ci],
+            |mut gw, (bi, gx)| {
+                let xb = &x[bi * ci * hw..][..ci * hw];
+                let gyb = &gy[bi * co * hw..][..co * hw];
+                sgemm_par((co, ci, hw), &mut gw, true, (gyb, false), (xb, true), par);
+                if let Some(gx) = gx {
+                    sgemm_par((ci, hw, co), gx, true, (wv, true), (gyb, false), par);
+                }
+                gw
+            },
+        )
+        .reduce_with(|mut a, b| {
+            add_into(&mut a, &b);
+            a
+        })
+        .unwrap_or_else(|| vec![0.0; co * ci])
+}
+
 /// A bias-free 1x1 convolution (stride 1): EfficientNet's expand, project and head convs.
 #[derive(Debug, Clone)]
 pub struct PointwiseConv2d {
@@ -90,7 +123,6 @@ impl PointwiseConv2d {
         let hw = h * w;
         let xv = values(&x);
         let wv = self.weight.shared();
-        let par = inner_parallelism(b, co * ci * hw);
         let y = pointwise_values(&xv, (b, ci, h, w), &wv, co);
         let out = dev.tensor_from_vec(y, (b, co, h, w));
         if !T::OWNS_TAPE {
@@ -105,28 +137,8 @@ impl PointwiseConv2d {
                 InputGrad::Compute => Some(&mut grads.get_or_alloc_mut(&x_g)?[..]),
                 InputGrad::Skip => None,
             };
-            let gw = sample_parts(gx, ci * hw, b)
-                .into_par_iter()
-                .enumerate()
-                .fold(
-                    || vec![0.0f32; co * ci],
-                    |mut gw, (bi, gx)| {
-                        let xb = &xv[bi * ci * hw..][..ci * hw];
-                        let gyb = &gy[bi * co * hw..][..co * hw];
-                        sgemm_par((co, ci, hw), &mut gw, true, (gyb, false), (xb, true), par);
-                        if let Some(gx) = gx {
-                            sgemm_par((ci, hw, co), gx, true, (&wv, true), (gyb, false), par);
-                        }
-                        gw
-                    },
-                )
-                .reduce_with(|mut a, b| {
-                    add_into(&mut a, &b);
-                    a
-                });
-            if let Some(gw) = gw {
-                add_into(w_slot(grads)?, &gw);
-            }
+            let gw = pointwise_grads(&xv, &wv, &gy, (b, ci, co, hw), gx);
+            add_into(w_slot(grads)?, &gw);
             Ok(())
         });
         out.put_tape(tape)
