@@ -49,6 +49,8 @@ pub enum Command {
     /// Convert a PyTorch checkpoint (`.pth`, zip or legacy format) to safetensors, without
     /// running its pickle.
     Convert(crate::convert::ConvertArgs),
+    /// The top ImageNet classes of photos through an ImageNet checkpoint (EfficientNet-Lite0).
+    Predict(crate::predict::PredictArgs),
 }
 
 /// Data-set subcommands.

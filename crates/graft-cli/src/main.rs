@@ -6,6 +6,7 @@ mod args;
 mod convert;
 mod embed;
 mod fortunes;
+mod predict;
 
 use std::process::ExitCode;
 
@@ -187,6 +188,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Advise(a) => advise::run(&a)?,
         Command::Embed(a) => embed::run(&a)?,
         Command::Convert(a) => convert::run(&a)?,
+        Command::Predict(a) => predict::run(&a)?,
         Command::Sweep(a) => {
             let json = a.json;
             let out = graft_transfer::run_sweep(&a.into_config()?).context("sweep failed")?;

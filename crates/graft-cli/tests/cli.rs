@@ -488,3 +488,30 @@ fn eval_reads_a_pytorch_checkpoint_without_running_it() {
         "{err}"
     );
 }
+
+#[test]
+fn predict_without_weights_or_with_a_bad_photo_gives_one_clear_line() {
+    let dir = temp_dir("predict");
+    let missing = dir.join("none.safetensors");
+    let photo = root().join("crates/graft-transfer/tests/data/photos/chelsea.png");
+    let o = graft(&[
+        "predict",
+        "--checkpoint",
+        missing.to_str().unwrap(),
+        photo.to_str().unwrap(),
+    ]);
+    assert_clean_error(&o, "none.safetensors");
+    assert!(stderr(&o).contains("cargo xtask fetch efficientnet-lite0"));
+    let weights = root().join("runs/cache/efficientnet-lite0.safetensors");
+    if weights.exists() {
+        let text = dir.join("notes.txt");
+        std::fs::write(&text, "not a photo").unwrap();
+        let o = graft(&[
+            "predict",
+            "--checkpoint",
+            weights.to_str().unwrap(),
+            text.to_str().unwrap(),
+        ]);
+        assert_clean_error(&o, "notes.txt");
+    }
+}

@@ -159,6 +159,11 @@ impl Checkpoint {
             .unwrap_or_default()
     }
 
+    /// A metadata value, if the file has that key (`input_size`, `source`, ...).
+    pub fn metadata_value(&self, key: &str) -> Option<String> {
+        self.metadata().get(key).cloned()
+    }
+
     /// The network name recorded by graft, if any.
     pub fn network(&self) -> Option<String> {
         self.metadata().get(META_NETWORK).cloned()

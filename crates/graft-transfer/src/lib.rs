@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod optim;
 pub mod options;
 pub mod plot;
+pub mod predict;
 pub mod pretrain;
 pub mod protocol;
 pub mod report;
