@@ -171,6 +171,16 @@ pub enum DataError {
         computed: u64,
     },
 
+    /// An output path would destroy something: it is a device, folder or pipe, one of the
+    /// command's inputs, or another output.
+    #[error("refusing to write {}: {reason}", path.display())]
+    UnsafeOutput {
+        /// The output path.
+        path: PathBuf,
+        /// What it is and what to do.
+        reason: String,
+    },
+
     /// Arguments passed to a writer or importer are inconsistent.
     #[error("cannot write {}: {reason}", path.display())]
     InvalidInput {

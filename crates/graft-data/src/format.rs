@@ -522,6 +522,7 @@ pub(crate) fn atomic_write(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
 ) -> Result<(), DataError> {
+    crate::output::prepare_target(path)?;
     let tmp = unique_temp_path(path);
     let io = |action, path: &Path| {
         let path = path.to_path_buf();

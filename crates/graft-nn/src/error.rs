@@ -15,6 +15,14 @@ pub enum NnError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// An output path would destroy something: it exists and is not a regular file.
+    #[error("refusing to write {}: {reason}", path.display())]
+    UnsafeOutput {
+        /// The output path.
+        path: PathBuf,
+        /// What it is and what to do.
+        reason: String,
+    },
     /// The file is not a readable safetensors file.
     #[error("{}: not a valid safetensors checkpoint ({reason}); re-save it with graft or safetensors.torch.save_file", path.display())]
     Format {

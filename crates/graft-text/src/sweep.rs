@@ -265,8 +265,7 @@ pub fn run_fortunes_sweep(cfg: &TextSweepConfig) -> Result<TextSweepOutcome, Tex
         verdicts: report::verdicts(&summary),
         summary,
     };
-    let dir = cfg.runs_dir.join(graft_transfer::sweep::run_id("fortunes"));
-    std::fs::create_dir_all(&dir).map_err(TextError::io("create", &dir))?;
+    let dir = graft_transfer::sweep::create_run_dir(&cfg.runs_dir, "fortunes")?;
     report::write(&report, &dir)?;
     Ok(TextSweepOutcome { report, dir })
 }

@@ -1,0 +1,212 @@
+//! A hostile battery: what a careless user, a full disk or a closed pipe does to `graft`.
+//! Each bad input must give exit 1 and one `error:` line naming the file or value; inputs stay
+//! byte-identical and no temporary file is left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn graft(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run graft")
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("graft-hostile-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Exit 1, one `error:` line containing every one of `needles`, no panic text.
+fn assert_clean_error(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "expected exit 1: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    for n in needles {
+        assert!(lines[0].contains(n), "`{n}` not in: {err}");
+    }
+}
+
+/// Files in `dir` whose name holds `.tmp-`.
+fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect()
+}
+
+/// Animal-MNIST's IDX files copied into `dir` (images, labels).
+fn idx_copies(dir: &Path) -> (PathBuf, PathBuf) {
+    let (images, labels) = (dir.join("x.idx.gz"), dir.join("y.idx.gz"));
+    std::fs::copy(
+        root().join("data/animal-mnist/images-idx3-ubyte.gz"),
+        &images,
+    )
+    .unwrap();
+    std::fs::copy(
+        root().join("data/animal-mnist/labels-idx1-ubyte.gz"),
+        &labels,
+    )
+    .unwrap();
+    (images, labels)
+}
+
+fn import(images: &Path, labels: &Path, out: &Path) -> Output {
+    graft(&[
+        "data",
+        "import",
+        "--images",
+        s(images),
+        "--labels",
+        s(labels),
+        "--out",
+        s(out),
+    ])
+}
+
+/// A character device node (the same numbers as /dev/null) made in `dir`, or `None` where
+/// this user cannot make one (not root).
+fn device_node(dir: &Path) -> Option<PathBuf> {
+    let node = dir.join("node");
+    let made = Command::new("mknod")
+        .args([s(&node), "c", "1", "3"])
+        .status()
+        .is_ok_and(|st| st.success());
+    if !made {
+        eprintln!("skipped: mknod needs root");
+        return None;
+    }
+    Some(node)
+}
+
+fn is_char_device(p: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_char_device())
+}
+
+#[test]
+fn outputs_that_are_devices_or_folders_are_refused_and_left_alone() {
+    let dir = temp_dir("device");
+    let (images, labels) = idx_copies(&dir);
+    if let Some(node) = device_node(&dir) {
+        let o = import(&images, &labels, &node);
+        assert_clean_error(&o, &["node", "not a regular file"]);
+        assert!(is_char_device(&node), "the device node was replaced");
+        let o = graft(&[
+            "pretrain",
+            "--cache",
+            s(&dir.join("cache")),
+            "--out",
+            s(&node),
+        ]);
+        assert_clean_error(&o, &["node", "not a regular file"]);
+        assert!(is_char_device(&node), "the device node was replaced");
+    }
+    let folder = dir.join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    let o = import(&images, &labels, &folder);
+    assert_clean_error(&o, &["folder", "is a folder"]);
+    assert!(temp_files(&dir).is_empty(), "{:?}", temp_files(&dir));
+}
+
+#[test]
+fn an_output_that_is_an_input_or_another_output_is_refused() {
+    let dir = temp_dir("same");
+    let (images, labels) = idx_copies(&dir);
+    let before = std::fs::read(&images).unwrap();
+    // The same file by another spelling.
+    let again = dir.join(".").join("x.idx.gz");
+    let o = import(&images, &labels, &again);
+    assert_clean_error(&o, &["x.idx.gz", "is the input"]);
+    let o = import(&images, &labels, &labels);
+    assert_clean_error(&o, &["y.idx.gz", "is the input"]);
+    assert_eq!(std::fs::read(&images).unwrap(), before);
+
+    let ds = dir.join("a.gds");
+    assert!(import(&images, &labels, &ds).status.success());
+    let ds_bytes = std::fs::read(&ds).unwrap();
+    let shared = dir.join("s.gds");
+    let o = graft(&[
+        "data",
+        "split",
+        s(&ds),
+        "--train-out",
+        s(&shared),
+        "--test-out",
+        s(&shared),
+    ]);
+    assert_clean_error(&o, &["s.gds", "also the output"]);
+    assert!(!shared.exists());
+    let o = graft(&[
+        "data",
+        "split",
+        s(&ds),
+        "--train-out",
+        s(&ds),
+        "--test-out",
+        s(&shared),
+    ]);
+    assert_clean_error(&o, &["a.gds", "is the input"]);
+    assert_eq!(std::fs::read(&ds).unwrap(), ds_bytes);
+
+    let ckpt = dir.join("t.safetensors");
+    std::fs::copy(root().join("tests/data/mlp_ref.safetensors"), &ckpt).unwrap();
+    let ckpt_bytes = std::fs::read(&ckpt).unwrap();
+    let o = graft(&[
+        "transfer",
+        "--checkpoint",
+        s(&ckpt),
+        "--cache",
+        s(&dir.join("cache")),
+        "--out",
+        s(&ckpt),
+    ]);
+    assert_clean_error(&o, &["t.safetensors", "is the input"]);
+    assert_eq!(std::fs::read(&ckpt).unwrap(), ckpt_bytes);
+    assert!(temp_files(&dir).is_empty(), "{:?}", temp_files(&dir));
+}
+
+#[test]
+fn stale_temp_files_of_dead_writers_are_swept_and_failed_writes_leave_none() {
+    let dir = temp_dir("stale");
+    let (images, labels) = idx_copies(&dir);
+    let out = dir.join("out.gds");
+    // Process ids above the kernel's limit (2^22) never run: these writers are dead.
+    let stale = dir.join("out.gds.tmp-4999999-0");
+    std::fs::write(&stale, vec![0u8; 4096]).unwrap();
+    let unrelated = dir.join("other.gds.tmp-4999999-0");
+    std::fs::write(&unrelated, b"x").unwrap();
+    let o = import(&images, &labels, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stale.exists(), "stale temporary file left");
+    assert!(
+        unrelated.exists(),
+        "another target's temporary file removed"
+    );
+    // A failed import (the labels do not match the images) leaves nothing.
+    std::fs::remove_file(&unrelated).unwrap();
+    let short = dir.join("short.idx");
+    std::fs::write(&short, [0, 0, 8, 1, 0, 0, 0, 1, 0]).unwrap();
+    let o = import(&images, &short, &dir.join("bad.gds"));
+    assert_clean_error(&o, &["short.idx"]);
+    assert!(temp_files(&dir).is_empty(), "{:?}", temp_files(&dir));
+}
