@@ -210,3 +210,126 @@ fn stale_temp_files_of_dead_writers_are_swept_and_failed_writes_leave_none() {
     assert_clean_error(&o, &["short.idx"]);
     assert!(temp_files(&dir).is_empty(), "{:?}", temp_files(&dir));
 }
+
+#[test]
+fn a_closed_stdout_ends_graft_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let dir = temp_dir("pipe");
+    let (images, labels) = idx_copies(&dir);
+    let ds = dir.join("a.gds");
+    assert!(import(&images, &labels, &ds).status.success());
+    // As `graft data inspect a.gds | head -0`: the reader is gone before graft writes.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["data", "inspect", s(&ds)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(err.is_empty(), "{err}");
+    // Ended by SIGPIPE, as `cat` or `grep` are; or exit 0 if it finished writing first.
+    assert!(
+        o.status.signal() == Some(SIGPIPE) || o.status.success(),
+        "{:?}",
+        o.status
+    );
+}
+
+/// SIGPIPE's number on Linux and the BSDs.
+const SIGPIPE: i32 = 13;
+
+#[test]
+fn a_file_size_limit_is_a_write_error_and_leaves_no_temp_file() {
+    let dir = temp_dir("fsize");
+    let (images, labels) = idx_copies(&dir);
+    let out = dir.join("big.gds");
+    // 64 KiB is far below the 7.8 MB data set; SIGXFSZ would kill graft mid-write.
+    let script = format!(
+        "ulimit -f 64 && exec \"$0\" data import --images '{}' --labels '{}' --out '{}'",
+        s(&images),
+        s(&labels),
+        s(&out)
+    );
+    let o = Command::new("bash")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_graft")])
+        .output()
+        .unwrap();
+    assert_clean_error(&o, &["big.gds", "write failed", "File too large"]);
+    assert!(!out.exists());
+    assert!(temp_files(&dir).is_empty(), "{:?}", temp_files(&dir));
+}
+
+/// An IDX3 file of `n` 1x1 images and an IDX1 file with `labels`.
+fn tiny_idx(dir: &Path, labels: &[u8]) -> (PathBuf, PathBuf) {
+    let n = labels.len() as u32;
+    let mut img = vec![0, 0, 8, 3];
+    img.extend(n.to_be_bytes());
+    img.extend(1u32.to_be_bytes());
+    img.extend(1u32.to_be_bytes());
+    img.extend((0..n).map(|i| i as u8));
+    let mut lab = vec![0, 0, 8, 1];
+    lab.extend(n.to_be_bytes());
+    lab.extend(labels);
+    let (i, l) = (dir.join("tiny-images.idx"), dir.join("tiny-labels.idx"));
+    std::fs::write(&i, img).unwrap();
+    std::fs::write(&l, lab).unwrap();
+    (i, l)
+}
+
+#[test]
+fn labels_beyond_the_classes_and_huge_sizes_are_errors_naming_the_value() {
+    let dir = temp_dir("bounds");
+    // IDX label 255 among 0..2: 253 empty classes.
+    let (images, labels) = tiny_idx(&dir, &[0, 1, 2, 255]);
+    let out = dir.join("o.gds");
+    let o = import(&images, &labels, &out);
+    assert_clean_error(
+        &o,
+        &[
+            "tiny-labels.idx",
+            "label 255 (sample 3)",
+            "--num-classes 256",
+        ],
+    );
+    assert!(!out.exists());
+    let o = graft(&[
+        "data",
+        "import",
+        "--images",
+        s(&images),
+        "--labels",
+        s(&labels),
+        "--num-classes",
+        "256",
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A CSV label of four billion (was: an abort allocating the class names).
+    let csv = dir.join("huge.csv");
+    std::fs::write(&csv, "0,1,2\n4000000000,3,4\n").unwrap();
+    let o = graft(&["data", "import", "--images", s(&csv), "--out", s(&out)]);
+    assert_clean_error(&o, &["huge.csv:2", "4000000000", "not a class index"]);
+    // One stray non-integer label (was: every label silently became a text class).
+    std::fs::write(&csv, "0,1,2\n1,3,4\n10,5,6\nx,7,8\n").unwrap();
+    let o = graft(&["data", "import", "--images", s(&csv), "--out", s(&out)]);
+    assert_clean_error(&o, &["huge.csv:4", "label `x`", "--label-names"]);
+    // An image size of 10^10 pixels (was: an abort allocating the samples).
+    let folder = dir.join("folder");
+    std::fs::create_dir_all(folder.join("cat")).unwrap();
+    let o = graft(&[
+        "data",
+        "import",
+        "--images",
+        s(&folder),
+        "--size",
+        "100000x100000",
+        "--out",
+        s(&dir.join("f.gds")),
+    ]);
+    assert_clean_error(&o, &["f.gds", "100000x100000", "limit"]);
+    assert!(temp_files(&dir).is_empty(), "{:?}", temp_files(&dir));
+}

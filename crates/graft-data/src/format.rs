@@ -311,6 +311,9 @@ impl Header {
     }
 }
 
+/// The most classes a data set may have: imported labels are class indices below it.
+pub const MAX_CLASSES: usize = 65_536;
+
 pub(crate) fn align_up(v: u64, align: u64) -> u64 {
     v.div_ceil(align) * align
 }
