@@ -333,3 +333,107 @@ fn labels_beyond_the_classes_and_huge_sizes_are_errors_naming_the_value() {
     assert_clean_error(&o, &["f.gds", "100000x100000", "limit"]);
     assert!(temp_files(&dir).is_empty(), "{:?}", temp_files(&dir));
 }
+
+/// The PyTorch reference MLP's parameters as a checkpoint, with `poison` written into the
+/// first element of `fc2.weight`.
+fn mlp_checkpoint(path: &Path, poison: f32) {
+    let bytes = std::fs::read(root().join("tests/data/mlp_ref.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut params: Vec<(String, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .filter_map(|(n, t)| {
+            let name = n.strip_prefix("param.")?.to_string();
+            Some((name, t.shape().to_vec(), t.data().to_vec()))
+        })
+        .collect();
+    let fc2 = params.iter_mut().find(|p| p.0 == "fc2.weight").unwrap();
+    fc2.2[..4].copy_from_slice(&poison.to_le_bytes());
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = params
+        .iter()
+        .map(|(n, s, b)| {
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b);
+            (n.clone(), view.unwrap())
+        })
+        .collect();
+    let meta = [
+        ("input_mean".to_string(), "0.27".to_string()),
+        ("input_std".to_string(), "0.4".to_string()),
+    ];
+    safetensors::serialize_to_file(views, Some(meta.into_iter().collect()), path).unwrap();
+}
+
+#[test]
+fn non_finite_weights_zero_samples_and_repeated_seeds_are_refused() {
+    let dir = temp_dir("silent");
+    let (images, labels) = idx_copies(&dir);
+    // Eleven classes, the last without a sample, kept on purpose.
+    let ds = dir.join("a.gds");
+    let o = graft(&[
+        "data",
+        "import",
+        "--images",
+        s(&images),
+        "--labels",
+        s(&labels),
+        "--num-classes",
+        "11",
+        "--out",
+        s(&ds),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let eval = |ckpt: &Path, classes: &str| {
+        graft(&[
+            "eval",
+            "--model",
+            "mlp",
+            "--checkpoint",
+            s(ckpt),
+            "--data",
+            s(&ds),
+            "--classes",
+            classes,
+        ])
+    };
+    let good = dir.join("good.safetensors");
+    mlp_checkpoint(&good, 0.5);
+    let o = eval(&good, "2,4");
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Was: 0 % on 0 samples, exit 0.
+    let o = eval(&good, "10");
+    assert_clean_error(&o, &["a.gds", "no samples to evaluate on"]);
+    // Was: chance accuracy, exit 0.
+    for (name, poison) in [("nan", f32::NAN), ("inf", f32::INFINITY)] {
+        let bad = dir.join(format!("{name}.safetensors"));
+        mlp_checkpoint(&bad, poison);
+        let o = eval(&bad, "2,4");
+        assert_clean_error(
+            &o,
+            &[&format!("{name}.safetensors"), "fc2.weight", "index 0"],
+        );
+    }
+    // Was: three "independent" runs of one seed and an interval of zero width.
+    let sweep = |extra: &[&str]| {
+        let mut args = vec![
+            "sweep",
+            "--runs",
+            s(&dir),
+            "--cache",
+            s(&dir),
+            "--strategies",
+            "linear-probe",
+        ];
+        args.extend_from_slice(extra);
+        graft(&args)
+    };
+    let o = sweep(&["--seeds", "0,1,0"]);
+    assert_clean_error(&o, &["--seeds", "seed 0 twice"]);
+    let o = sweep(&["--seeds", "0", "--k", "5,10,5"]);
+    assert_clean_error(&o, &["--k", "label budget 5 twice"]);
+    // Nothing was trained or written.
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 6, "{names:?}");
+}

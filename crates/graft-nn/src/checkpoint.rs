@@ -293,6 +293,7 @@ impl Checkpoint {
                 .is_some_and(|rest| rest.starts_with('.')),
         };
         let mut used = BTreeSet::new();
+        let mut non_finite = None;
         model.visit_params_mut(&mut |name, p| {
             if skip(name) {
                 return;
@@ -311,7 +312,12 @@ impl Checkpoint {
                 return;
             }
             match to_f32(view.dtype(), view.data()) {
-                Some(values) if values.len() == p.numel() => p.write_from(&values),
+                Some(values) if values.len() == p.numel() => {
+                    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                        non_finite.get_or_insert((name.to_string(), i, values[i]));
+                    }
+                    p.write_from(&values)
+                }
                 Some(_) => problems.push(format!("{name}: data length does not match its shape")),
                 None => problems.push(format!(
                     "{name} has dtype {:?}; graft reads F32, F16, BF16 and F64",
@@ -326,6 +332,14 @@ impl Checkpoint {
             .collect();
         unexpected.sort_unstable();
         problems.extend(unexpected.iter().map(|n| format!("unexpected tensor {n}")));
+        if let (Some((tensor, index, value)), true) = (non_finite, problems.is_empty()) {
+            return Err(NnError::NonFinite {
+                path: self.path.clone(),
+                tensor,
+                index,
+                value,
+            });
+        }
         if problems.is_empty() {
             Ok(())
         } else {

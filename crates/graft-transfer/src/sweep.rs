@@ -84,6 +84,13 @@ pub fn run_sweep(cfg: &SweepConfig) -> Result<SweepOutcome, TransferError> {
             "a sweep needs at least one strategy, one seed and one label budget".into(),
         ));
     }
+    check_distinct("--seeds", "seed", &cfg.seeds, |s| s.to_string())?;
+    check_distinct("--k", "label budget", &cfg.ks, |k| {
+        k.map_or("all".into(), |k| k.to_string())
+    })?;
+    check_distinct("--strategies", "strategy", &cfg.strategies, |s| {
+        s.to_string()
+    })?;
     // The report's folder is made first: an unwritable --runs fails before any training.
     let dir = create_run_dir(&cfg.runs_dir, cfg.protocol.name())?;
     let outcome = for_network!(cfg.network, sweep_with(cfg, &dir));
@@ -92,6 +99,27 @@ pub fn run_sweep(cfg: &SweepConfig) -> Result<SweepOutcome, TransferError> {
         let _ = std::fs::remove_dir(&dir);
     }
     outcome
+}
+
+/// Errors naming the first value `values` holds twice: a repeated seed is not an
+/// independent run (its copies agree, so the interval around the gain shrinks to nothing),
+/// and a repeated label budget or strategy only repeats rows.
+pub fn check_distinct<T: PartialEq>(
+    flag: &str,
+    what: &str,
+    values: &[T],
+    show: impl Fn(&T) -> String,
+) -> Result<(), TransferError> {
+    for (i, v) in values.iter().enumerate() {
+        if values[..i].contains(v) {
+            return Err(TransferError::Config(format!(
+                "{flag} lists {what} {} twice; repeated runs are not independent and would \
+                 narrow the confidence intervals falsely: list each {what} once",
+                show(v)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Creates a new run folder `<runs_dir>/<run_id>/`, never reusing one: when the folder of

@@ -264,6 +264,13 @@ fn eval_with<B: Backbone<F>, const F: usize>(
             std: norm.std,
         },
     )?;
+    if examples.is_empty() {
+        return Err(TransferError::Config(format!(
+            "{}: no samples to evaluate on (split {split:?}, classes {classes:?}); an accuracy \
+             over nothing means nothing: pick another --split or --classes",
+            data.display()
+        )));
+    }
     let accuracy = crate::train::accuracy(&dev, &model, &examples)?;
     Ok(EvalResult {
         accuracy,
