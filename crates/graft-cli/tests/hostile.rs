@@ -437,3 +437,102 @@ fn non_finite_weights_zero_samples_and_repeated_seeds_are_refused() {
         .collect();
     assert_eq!(names.len(), 6, "{names:?}");
 }
+
+#[test]
+fn resume_refuses_a_state_saved_by_another_plan_or_source() {
+    let dir = temp_dir("resume");
+    let (source, other) = (
+        dir.join("source.safetensors"),
+        dir.join("other.safetensors"),
+    );
+    mlp_checkpoint(&source, 0.5);
+    mlp_checkpoint(&other, 0.25);
+    let states = dir.join("state");
+    let transfer = |ckpt: &Path, out: &str, extra: &[&str]| {
+        let out = dir.join(out);
+        let mut args = vec![
+            "transfer",
+            "--checkpoint",
+            s(ckpt),
+            "--strategy",
+            "fine-tune",
+            "--k",
+            "5",
+            "--seed",
+            "0",
+            "--cache",
+            s(&dir),
+            "--state-dir",
+            s(&states),
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(extra);
+        graft(&args)
+    };
+    let o = transfer(&source, "a.safetensors", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let saved: Vec<PathBuf> = std::fs::read_dir(&states)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().contains("last-good"))
+        .collect();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let state = s(&saved[0]);
+    let name = saved[0].file_name().unwrap().to_str().unwrap();
+    // Was: the old run continued under the new settings' name.
+    let o = transfer(
+        &source,
+        "b.safetensors",
+        &["--resume", state, "--schedule", "cosine"],
+    );
+    assert_clean_error(&o, &[name, "another training plan", "--schedule"]);
+    let o = transfer(&other, "b.safetensors", &["--resume", state]);
+    assert_clean_error(&o, &[name, "another source checkpoint", "--checkpoint"]);
+    // The same settings resume.
+    let o = transfer(&source, "b.safetensors", &["--resume", state]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_damaged_cached_data_set_is_imported_again() {
+    let dir = temp_dir("cache");
+    let source = dir.join("source.safetensors");
+    mlp_checkpoint(&source, 0.5);
+    let transfer = || {
+        graft(&[
+            "transfer",
+            "--checkpoint",
+            s(&source),
+            "--strategy",
+            "linear-probe",
+            "--k",
+            "5",
+            "--cache",
+            s(&dir),
+            "--out",
+            s(&dir.join("t.safetensors")),
+        ])
+    };
+    let o = transfer();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cached: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("animal-mnist-"))
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    // One flipped pixel byte: the header still validates, only the checksum tells.
+    let mut bytes = std::fs::read(&cached[0]).unwrap();
+    bytes[100_000] ^= 0xff;
+    std::fs::write(&cached[0], &bytes).unwrap();
+    assert!(!graft(&["data", "verify", s(&cached[0])]).status.success());
+    let o = transfer();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = graft(&["data", "verify", s(&cached[0])]);
+    assert!(
+        o.status.success(),
+        "the damaged cache was reused: {}",
+        stderr(&o)
+    );
+}
