@@ -568,6 +568,19 @@ pub fn import_npy(
             w
         }
         NpyData::F32(v) => {
+            // NaN or infinity would reach every batch and every normalisation statistic.
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(npy_err(
+                    images_path,
+                    format!(
+                        "value {} of sample {} (element {}) is not finite; float images must be \
+                         finite: fix or drop that sample",
+                        v[i],
+                        i / sample_len.max(1),
+                        i % sample_len.max(1)
+                    ),
+                ));
+            }
             let mut w = DatasetWriter::create(out_path, ElementType::F32, &shape)?;
             for (s, &l) in v.chunks_exact(sample_len).zip(&labels) {
                 w.push_f32(s, l)?;
