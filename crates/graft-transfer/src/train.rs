@@ -291,7 +291,7 @@ pub fn train_classifier_with<B: Backbone<F>, const F: usize>(
         if !h.source.is_empty() && !source_hash.is_empty() && h.source != source_hash {
             return Err(refuse(
                 "another source checkpoint (other backbone weights)",
-                "the same --checkpoint and --seed",
+                "the same --checkpoint",
             ));
         }
         if (h.examples, h.batch, h.total_steps, h.seed)
