@@ -257,7 +257,10 @@ fn a_file_size_limit_is_a_write_error_and_leaves_no_temp_file() {
         .args(["-c", &script, env!("CARGO_BIN_EXE_graft")])
         .output()
         .unwrap();
-    assert_clean_error(&o, &["big.gds", "write failed", "File too large"]);
+    assert_clean_error(
+        &o,
+        &["big.gds", "write failed", "File too large", "ulimit -f"],
+    );
     assert!(!out.exists());
     assert!(temp_files(&dir).is_empty(), "{:?}", temp_files(&dir));
 }
