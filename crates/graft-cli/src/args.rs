@@ -118,6 +118,14 @@ pub struct ImportArgs {
     /// CSV: the label column, by index or name.
     #[arg(long, default_value = "0")]
     pub label_column: String,
+    /// CSV: the labels are class names (text), numbered in sorted order. Without it every
+    /// label must be a class index (an integer).
+    #[arg(long)]
+    pub label_names: bool,
+    /// The number of classes: labels must be below it, and classes without a sample are
+    /// kept (default: the largest label + 1, every class with a sample).
+    #[arg(long)]
+    pub num_classes: Option<usize>,
     /// Image folders: the size images are resized to, `WIDTHxHEIGHT`.
     #[arg(long, default_value = "28x28")]
     pub size: String,
@@ -133,10 +141,19 @@ impl ImportArgs {
         else {
             bail!("--size `{}` must look like 28x28", self.size);
         };
+        let max = graft_data::format::MAX_CLASSES;
+        let class_names = match self.num_classes {
+            Some(n) if !(1..=max).contains(&n) => {
+                bail!("--num-classes {n} is out of range; give 1 to {max}")
+            }
+            n => n.map(|n| (0..n).map(|c| c.to_string()).collect()),
+        };
         Ok(graft_data::ops::ImportOptions {
             labels: self.labels.clone(),
+            class_names,
             csv: graft_data::csv::CsvOptions {
                 label_column: graft_data::csv::LabelColumn::parse(&self.label_column),
+                label_names: self.label_names,
                 ..Default::default()
             },
             images: graft_data::images::ImageFolderOptions {

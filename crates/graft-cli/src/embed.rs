@@ -74,6 +74,7 @@ pub fn run(a: &EmbedArgs) -> Result<()> {
     if a.batch == 0 {
         bail!("--batch must be at least 1");
     }
+    graft_data::output::check_outputs(&[&a.data], &[&a.out])?;
     let ds = open_data(&a.data, &a.cache)?;
     let model = MiniLm::open(&model_dir(&a.model, &a.cache))?;
     let bar = graft_text::progress::bar(ds.len() as u64, "embedding");

@@ -17,6 +17,7 @@ use serde_json::json;
 use args::{Cli, Command, DataCommand};
 
 fn main() -> ExitCode {
+    unix_signals();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -36,6 +37,20 @@ fn main() -> ExitCode {
             eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A closed stdout (`graft ... | head -1`) ends graft quietly, as it ends other Unix tools,
+/// instead of a panic in `println!` (Rust ignores SIGPIPE by default). A file-size limit
+/// (`ulimit -f`) makes the write fail with EFBIG, which is reported as one error line and
+/// whose temporary file is removed, instead of SIGXFSZ killing graft mid-write.
+fn unix_signals() {
+    #[cfg(unix)]
+    // SAFETY: `signal` with SIG_DFL/SIG_IGN installs no handler code; it runs first in
+    // `main`, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }
 

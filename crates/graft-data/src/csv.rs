@@ -6,9 +6,11 @@
 //! `\r\n` line ends and a UTF-8 byte-order mark are accepted. The label
 //! column is given by index or, with a header row, by name; every other
 //! column is a pixel. If every pixel value is an integer in `0..=255` the
-//! data set is u8, otherwise f32. Labels that are all non-negative integers
-//! are class indices; otherwise each distinct label text is a class, numbered
-//! in sorted order (or in the order of the class names given).
+//! data set is u8, otherwise f32. Labels are class indices (integers below
+//! [`crate::format::MAX_CLASSES`]); a label that is not is an error naming its
+//! line. Text labels are taken only by explicit choice
+//! ([`CsvOptions::label_names`]): each distinct label text is then a class,
+//! numbered in sorted order (or in the order of the class names given).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -58,6 +60,10 @@ pub struct CsvOptions {
     pub shape: Option<Vec<usize>>,
     /// Field delimiter (default `b','`).
     pub delimiter: u8,
+    /// Whether labels are class names (text) rather than class indices. Off by default, so
+    /// one stray non-integer in a column of indices is an error, not a silent renumbering
+    /// of every label as text.
+    pub label_names: bool,
 }
 
 impl Default for CsvOptions {
@@ -67,6 +73,7 @@ impl Default for CsvOptions {
             has_header: None,
             shape: None,
             delimiter: b',',
+            label_names: false,
         }
     }
 }
@@ -238,7 +245,14 @@ pub fn import_csv(
             values.push(v);
         }
     }
-    let (labels, class_names) = csv_labels(path, data_rows, &label_texts, class_names, out_path)?;
+    let (labels, class_names) = csv_labels(
+        path,
+        data_rows,
+        &label_texts,
+        class_names,
+        options.label_names,
+        out_path,
+    )?;
     let element_type = if all_u8 {
         ElementType::U8
     } else {
@@ -272,10 +286,27 @@ fn csv_labels(
     rows: &[(usize, Vec<String>)],
     texts: &[String],
     given: Option<Vec<String>>,
+    label_names: bool,
     out_path: &Path,
 ) -> Result<(Vec<u32>, Vec<String>), DataError> {
-    let numeric: Option<Vec<u32>> = texts.iter().map(|t| t.parse::<u32>().ok()).collect();
-    if let Some(labels) = numeric {
+    if !label_names {
+        let mut labels = Vec::with_capacity(texts.len());
+        for ((line, _), t) in rows.iter().zip(texts) {
+            match t.parse::<u32>() {
+                Ok(l) if (l as usize) < crate::format::MAX_CLASSES => labels.push(l),
+                _ => {
+                    return Err(csv_err(
+                        path,
+                        *line,
+                        format!(
+                            "label `{t}` is not a class index (an integer below {}); fix the \
+                             row, or pass --label-names if the labels are class names",
+                            crate::format::MAX_CLASSES
+                        ),
+                    ))
+                }
+            }
+        }
         let names = crate::npy::class_names_for(&labels, given, path, out_path)?;
         return Ok((labels, names));
     }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum DataError {
     /// An I/O operation on a file failed.
-    #[error("{}: {action} failed: {source}; check that the path exists and is readable/writable", path.display())]
+    #[error("{}: {action} failed: {source}; {}", path.display(), io_hint(source))]
     Io {
         /// The file involved.
         path: PathBuf,
@@ -171,6 +171,16 @@ pub enum DataError {
         computed: u64,
     },
 
+    /// An output path would destroy something: it is a device, folder or pipe, one of the
+    /// command's inputs, or another output.
+    #[error("refusing to write {}: {reason}", path.display())]
+    UnsafeOutput {
+        /// The output path.
+        path: PathBuf,
+        /// What it is and what to do.
+        reason: String,
+    },
+
     /// Arguments passed to a writer or importer are inconsistent.
     #[error("cannot write {}: {reason}", path.display())]
     InvalidInput {
@@ -295,4 +305,17 @@ pub enum DataError {
         /// What was found and which inputs are supported.
         reason: String,
     },
+}
+
+/// What to do about an I/O error: a full disk and a file-size limit (`ulimit -f`, reported
+/// once SIGXFSZ is ignored) call for other fixes than a missing or unreadable path.
+fn io_hint(e: &std::io::Error) -> &'static str {
+    // EFBIG and ENOSPC on Linux and the BSDs (ErrorKind names them only from Rust 1.83).
+    match e.raw_os_error() {
+        Some(27) if cfg!(unix) => {
+            "the file is larger than a file-size limit (ulimit -f) or the file system allows: raise the limit or write elsewhere"
+        }
+        Some(28) if cfg!(unix) => "the disk is full: free some space or write elsewhere",
+        _ => "check that the path exists and is readable/writable",
+    }
 }

@@ -311,6 +311,9 @@ impl Header {
     }
 }
 
+/// The most classes a data set may have: imported labels are class indices below it.
+pub const MAX_CLASSES: usize = 65_536;
+
 pub(crate) fn align_up(v: u64, align: u64) -> u64 {
     v.div_ceil(align) * align
 }
@@ -522,6 +525,7 @@ pub(crate) fn atomic_write(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
 ) -> Result<(), DataError> {
+    crate::output::prepare_target(path)?;
     let tmp = unique_temp_path(path);
     let io = |action, path: &Path| {
         let path = path.to_path_buf();

@@ -121,26 +121,8 @@ pub fn import_idx(
             labels: labels.len() as u64,
         });
     }
-    let max_label = labels.iter().copied().max();
-    let class_names = match class_names {
-        Some(names) => {
-            if let Some(m) = max_label.filter(|&m| usize::from(m) >= names.len()) {
-                return Err(DataError::InvalidInput {
-                    path: out_path.to_path_buf(),
-                    reason: format!(
-                        "{} contains label {m} but only {} class names were given; give one name per class",
-                        labels_path.display(),
-                        names.len()
-                    ),
-                });
-            }
-            names
-        }
-        None => {
-            let c = max_label.map_or(0, |m| usize::from(m) + 1);
-            (0..c).map(|i| i.to_string()).collect()
-        }
-    };
+    let wide: Vec<u32> = labels.iter().map(|&l| u32::from(l)).collect();
+    let class_names = crate::npy::class_names_for(&wide, class_names, labels_path, out_path)?;
     let stats = pixel_stats(&images.pixels);
     let metadata = Metadata {
         class_names,

@@ -17,6 +17,10 @@ use crate::format::ElementType;
 use crate::metadata::Metadata;
 use crate::writer::DatasetWriter;
 
+/// The most pixels an imported image may be resized to (4096 x 4096): the resized samples
+/// are held in memory, and a size beyond it is a typo rather than a data set.
+pub const MAX_IMAGE_PIXELS: usize = 1 << 24;
+
 /// How images are resized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Resample {
@@ -228,6 +232,16 @@ pub fn import_image_folder(
         return Err(DataError::InvalidInput {
             path: out_path.to_path_buf(),
             reason: format!("image size {rows}x{cols} is empty; give a size of at least 1x1"),
+        });
+    }
+    if rows.saturating_mul(cols) > MAX_IMAGE_PIXELS {
+        return Err(DataError::InvalidInput {
+            path: out_path.to_path_buf(),
+            reason: format!(
+                "image size {rows}x{cols} has {} pixels per sample, more than the limit of \
+                 {MAX_IMAGE_PIXELS} (4096x4096); give a smaller size",
+                rows as u128 * cols as u128
+            ),
         });
     }
     let mut class_names = Vec::new();

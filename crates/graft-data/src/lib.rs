@@ -14,6 +14,7 @@ pub mod images;
 pub mod metadata;
 pub mod npy;
 pub mod ops;
+pub mod output;
 pub mod photo;
 pub mod rng;
 pub mod split;

@@ -442,30 +442,59 @@ pub fn read_npy_labels(path: impl AsRef<Path>) -> Result<Vec<u32>, DataError> {
 
 /// Class names for `labels`: `given` (checked to cover every label) or
 /// `"0"`, `"1"`, ... up to the largest label.
+///
+/// Labels are class indices below [`crate::format::MAX_CLASSES`]. Without `given`, every class
+/// up to the largest label must have a sample: a stray label (255 among 0..9) would otherwise
+/// make hundreds of empty classes without a word. Both errors name the label and its sample.
 pub(crate) fn class_names_for(
     labels: &[u32],
     given: Option<Vec<String>>,
     labels_path: &Path,
     out_path: &Path,
 ) -> Result<Vec<String>, DataError> {
+    let invalid = |reason: String| DataError::InvalidInput {
+        path: out_path.to_path_buf(),
+        reason: format!("{}: {reason}", labels_path.display()),
+    };
+    let max_classes = crate::format::MAX_CLASSES;
+    if let Some((i, &l)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| l as usize >= max_classes)
+    {
+        return Err(invalid(format!(
+            "label {l} (sample {i}) is not a class index: labels must be below {max_classes}; fix the label"
+        )));
+    }
     let max = labels.iter().copied().max();
     match given {
         Some(names) => {
             if let Some(m) = max.filter(|&m| m as usize >= names.len()) {
-                return Err(DataError::InvalidInput {
-                    path: out_path.to_path_buf(),
-                    reason: format!(
-                        "{} contains label {m} but only {} class names were given; give one name per class",
-                        labels_path.display(),
-                        names.len()
-                    ),
-                });
+                return Err(invalid(format!(
+                    "contains label {m} but only {} class names were given; give one name per class",
+                    names.len()
+                )));
             }
             Ok(names)
         }
-        None => Ok((0..max.map_or(0, |m| m as usize + 1))
-            .map(|c| c.to_string())
-            .collect()),
+        None => {
+            let classes = max.map_or(0, |m| m as usize + 1);
+            let mut seen = vec![false; classes];
+            for &l in labels {
+                seen[l as usize] = true;
+            }
+            let empty = seen.iter().filter(|&&s| !s).count();
+            if let (Some(m), true) = (max, empty > 0) {
+                let i = labels.iter().position(|&l| l == m).unwrap_or(0);
+                let first = seen.iter().position(|&s| !s).unwrap_or(0);
+                return Err(invalid(format!(
+                    "label {m} (sample {i}) makes {classes} classes, {empty} of them without a \
+                     sample (the first is class {first}); fix the label, or pass \
+                     --num-classes {classes} to keep empty classes"
+                )));
+            }
+            Ok((0..classes).map(|c| c.to_string()).collect())
+        }
     }
 }
 
@@ -539,6 +568,19 @@ pub fn import_npy(
             w
         }
         NpyData::F32(v) => {
+            // NaN or infinity would reach every batch and every normalisation statistic.
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(npy_err(
+                    images_path,
+                    format!(
+                        "value {} of sample {} (element {}) is not finite; float images must be \
+                         finite: fix or drop that sample",
+                        v[i],
+                        i / sample_len.max(1),
+                        i % sample_len.max(1)
+                    ),
+                ));
+            }
             let mut w = DatasetWriter::create(out_path, ElementType::F32, &shape)?;
             for (s, &l) in v.chunks_exact(sample_len).zip(&labels) {
                 w.push_f32(s, l)?;

@@ -131,6 +131,9 @@ pub fn import(
     options: &ImportOptions,
 ) -> Result<Dataset, DataError> {
     let (input, out) = (input.as_ref(), out.as_ref());
+    let mut inputs = vec![input];
+    inputs.extend(options.labels.as_deref());
+    crate::output::check_outputs(&inputs, &[out])?;
     let format = detect_format(input)?;
     let provenance = options
         .provenance
@@ -283,6 +286,7 @@ pub fn split(
     test_out: impl AsRef<Path>,
 ) -> Result<(Dataset, Dataset), DataError> {
     let (input, train_out, test_out) = (input.as_ref(), train_out.as_ref(), test_out.as_ref());
+    crate::output::check_outputs(&[input], &[train_out, test_out])?;
     let ds = Dataset::open(input)?;
     rule.validate()
         .map_err(|reason| DataError::InvalidArgument {
@@ -320,6 +324,8 @@ pub fn split(
 /// opens it. See [`Dataset::concat`].
 pub fn concat(parts: &[&Dataset], out: impl AsRef<Path>) -> Result<Dataset, DataError> {
     let out = out.as_ref();
+    let inputs: Vec<&Path> = parts.iter().map(|p| p.path()).collect();
+    crate::output::check_outputs(&inputs, &[out])?;
     let invalid = |reason: String| DataError::InvalidInput {
         path: out.to_path_buf(),
         reason,

@@ -108,6 +108,7 @@ impl DatasetWriter {
             .try_fold(1usize, |acc, &d| acc.checked_mul(d))
             .filter(|n| n.checked_mul(element_type.size()).is_some())
             .ok_or_else(|| invalid(format!("sample shape {shape:?} overflows")))?;
+        crate::output::prepare_target(&path)?;
         let tmp = unique_temp_path(&path);
         let file = File::create(&tmp).map_err(|source| DataError::Io {
             path: tmp.clone(),

@@ -78,21 +78,92 @@ pub fn save(
     write_atomically(path, &bytes)
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`.
+/// Writes `bytes` to a temporary file beside `path` (`<path>.tmp-<pid>-<n>`, unique within
+/// the process), syncs it and renames it over `path`; the temporary file is removed on error.
+///
+/// `path` must be a new path or a regular file: a device node, pipe or folder is refused, not
+/// replaced. Temporary files of `path` left by processes that no longer run are removed first.
+/// (graft-data's writers make the same checks; graft-nn does not depend on graft-data.)
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), NnError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let io = |source| NnError::Io {
         path: path.to_path_buf(),
         source,
     };
+    if let Ok(m) = std::fs::metadata(path) {
+        if !m.is_file() {
+            return Err(NnError::UnsafeOutput {
+                path: path.to_path_buf(),
+                reason: "it exists and is not a regular file (a device, folder, pipe or socket); \
+                         name a new file or a regular file to replace"
+                    .into(),
+            });
+        }
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io)
+    sweep_stale_temps(path);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = PathBuf::from(tmp);
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+/// Removes `<path>.tmp-<pid>...` files beside `path` whose process no longer runs (checked in
+/// `/proc`; does nothing where there is none).
+fn sweep_stale_temps(path: &Path) {
+    let Some(name) = path.file_name() else {
+        return;
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = format!("{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name
+            .to_string_lossy()
+            .strip_prefix(&prefix)
+            .map(String::from)
+        else {
+            continue;
+        };
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let tail_ok = rest[digits.len()..].is_empty() || rest[digits.len()..].starts_with('-');
+        let Ok(pid) = digits.parse::<u32>() else {
+            continue;
+        };
+        if tail_ok
+            && pid != std::process::id()
+            && !Path::new("/proc").join(pid.to_string()).exists()
+            && entry.file_type().is_ok_and(|t| t.is_file())
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// A PyTorch checkpoint's tensors as safetensors bytes (names and element types kept).
@@ -250,6 +321,7 @@ impl Checkpoint {
                 .is_some_and(|rest| rest.starts_with('.')),
         };
         let mut used = BTreeSet::new();
+        let mut non_finite = None;
         model.visit_params_mut(&mut |name, p| {
             if skip(name) {
                 return;
@@ -268,7 +340,12 @@ impl Checkpoint {
                 return;
             }
             match to_f32(view.dtype(), view.data()) {
-                Some(values) if values.len() == p.numel() => p.write_from(&values),
+                Some(values) if values.len() == p.numel() => {
+                    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                        non_finite.get_or_insert((name.to_string(), i, values[i]));
+                    }
+                    p.write_from(&values)
+                }
                 Some(_) => problems.push(format!("{name}: data length does not match its shape")),
                 None => problems.push(format!(
                     "{name} has dtype {:?}; graft reads F32, F16, BF16 and F64",
@@ -283,6 +360,14 @@ impl Checkpoint {
             .collect();
         unexpected.sort_unstable();
         problems.extend(unexpected.iter().map(|n| format!("unexpected tensor {n}")));
+        if let (Some((tensor, index, value)), true) = (non_finite, problems.is_empty()) {
+            return Err(NnError::NonFinite {
+                path: self.path.clone(),
+                tensor,
+                index,
+                value,
+            });
+        }
         if problems.is_empty() {
             Ok(())
         } else {

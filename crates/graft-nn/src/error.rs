@@ -23,6 +23,26 @@ pub enum NnError {
         /// What is wrong with it.
         problem: graft_pth::Problem,
     },
+    /// An output path would destroy something: it exists and is not a regular file.
+    #[error("refusing to write {}: {reason}", path.display())]
+    UnsafeOutput {
+        /// The output path.
+        path: PathBuf,
+        /// What it is and what to do.
+        reason: String,
+    },
+    /// A tensor holds NaN or infinity: the network would compute garbage without a word.
+    #[error("{}: tensor {tensor} holds {value} at index {index}; weights must be finite (the checkpoint comes from a diverged run or is damaged): use another checkpoint", path.display())]
+    NonFinite {
+        /// The checkpoint path.
+        path: PathBuf,
+        /// The tensor's name in the file's naming after renaming.
+        tensor: String,
+        /// The first non-finite element.
+        index: usize,
+        /// Its value.
+        value: f32,
+    },
     /// The file is not a readable safetensors file.
     #[error("{}: not a valid safetensors checkpoint ({reason}); re-save it with graft or safetensors.torch.save_file", path.display())]
     Format {

@@ -188,6 +188,9 @@ pub fn run_fortunes_sweep(cfg: &TextSweepConfig) -> Result<TextSweepOutcome, Tex
             "a sweep needs at least one k, one seed and one strategy".into(),
         ));
     }
+    use graft_transfer::sweep::check_distinct;
+    check_distinct("--seeds", "seed", &cfg.seeds, |s| s.to_string())?;
+    check_distinct("--k", "label budget", &cfg.ks, |k| k.to_string())?;
     let ds = crate::fortunes::open(&cfg.fortunes_dir, &cfg.cache_dir)?;
     let (pool, test_view) = crate::fortunes::pool_and_test(&ds)?;
     let classes = ds.class_names().len();
@@ -265,8 +268,7 @@ pub fn run_fortunes_sweep(cfg: &TextSweepConfig) -> Result<TextSweepOutcome, Tex
         verdicts: report::verdicts(&summary),
         summary,
     };
-    let dir = cfg.runs_dir.join(graft_transfer::sweep::run_id("fortunes"));
-    std::fs::create_dir_all(&dir).map_err(TextError::io("create", &dir))?;
+    let dir = graft_transfer::sweep::create_run_dir(&cfg.runs_dir, "fortunes")?;
     report::write(&report, &dir)?;
     Ok(TextSweepOutcome { report, dir })
 }

@@ -60,6 +60,9 @@ pub struct TrainControl<'a> {
     /// Checked before every update; `true` saves the state and returns
     /// [`TransferError::Interrupted`].
     pub stop: Option<&'a StopCheck<'a>>,
+    /// A hash of the source backbone the run started from (its checkpoint's weights): saved
+    /// in the training state, and a state saved from another source is refused on resume.
+    pub source: Option<u64>,
 }
 
 impl TrainControl<'_> {

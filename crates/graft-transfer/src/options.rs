@@ -39,7 +39,7 @@ pub struct TrainOptions {
 }
 
 /// FNV-1a 64 of every parameter's name and value bits.
-fn weights_hash(model: &impl Parameters) -> u64 {
+pub(crate) fn weights_hash(model: &impl Parameters) -> u64 {
     let mut h = Fnv1a64::new();
     model.visit_params(&mut |name, p| {
         h.update(name.as_bytes());

@@ -236,8 +236,13 @@ fn imported(
     let (images, labels) = (dir.join(images), dir.join(labels));
     let key = fnv1a64(&[&read(&images)?, &read(&labels)?]);
     let out = cache_dir.join(format!("{name}-{key:016x}.gds"));
-    if let Ok(ds) = Dataset::open(&out) {
-        return Ok(ds);
+    // The cached copy is used only if its checksum still holds: a damaged cache (a disk
+    // error, a stray write) would otherwise feed wrong pixels to every run. Hashing it costs
+    // about what reading the IDX files for the key just did.
+    match Dataset::open(&out).map(|ds| ds.verify_checksum().map(|()| ds)) {
+        Ok(Ok(ds)) => return Ok(ds),
+        Ok(Err(e)) => tracing::warn!("{e}; importing it again"),
+        Err(_) => {}
     }
     tracing::info!("importing {} into {}", images.display(), out.display());
     std::fs::create_dir_all(cache_dir).map_err(|source| TransferError::Io {

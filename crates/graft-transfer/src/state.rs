@@ -49,6 +49,14 @@ pub struct StateHeader {
     pub curve: Vec<CurvePoint>,
     /// Early stopping: best validation loss, its step and evaluations since.
     pub early: Option<(f32, usize, usize)>,
+    /// FNV-1a 64 of the training plan (strategy's learning rates and freezing, schedule,
+    /// optimiser, regulariser), hex; empty in files written before it was recorded.
+    #[serde(default)]
+    pub plan: String,
+    /// FNV-1a 64 of the source backbone's weights (the checkpoint the run reuses), hex;
+    /// empty where the caller gave none and in files written before it was recorded.
+    #[serde(default)]
+    pub source: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

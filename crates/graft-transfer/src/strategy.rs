@@ -259,6 +259,9 @@ pub fn run_strategy_with<B: Backbone<F>, const F: usize>(
         state: files.as_ref(),
         resume: resume.as_ref(),
         stop,
+        // Hashed only where a state is saved or resumed: it costs one pass over the weights.
+        source: (opts.resume.is_some() || files.is_some())
+            .then(|| crate::options::weights_hash(pretrained)),
     };
     let with_opts = |mut plan: TrainPlan| {
         plan.optimizer = opts.optimizer;

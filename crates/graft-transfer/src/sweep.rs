@@ -1,7 +1,7 @@
 //! Sweeps: every (label budget, seed, strategy) of a protocol, one report.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -84,7 +84,66 @@ pub fn run_sweep(cfg: &SweepConfig) -> Result<SweepOutcome, TransferError> {
             "a sweep needs at least one strategy, one seed and one label budget".into(),
         ));
     }
-    for_network!(cfg.network, sweep_with(cfg))
+    check_distinct("--seeds", "seed", &cfg.seeds, |s| s.to_string())?;
+    check_distinct("--k", "label budget", &cfg.ks, |k| {
+        k.map_or("all".into(), |k| k.to_string())
+    })?;
+    check_distinct("--strategies", "strategy", &cfg.strategies, |s| {
+        s.to_string()
+    })?;
+    // The report's folder is made first: an unwritable --runs fails before any training.
+    let dir = create_run_dir(&cfg.runs_dir, cfg.protocol.name())?;
+    let outcome = for_network!(cfg.network, sweep_with(cfg, &dir));
+    if outcome.is_err() {
+        // Nothing was written into it; an empty folder would only look like a lost report.
+        let _ = std::fs::remove_dir(&dir);
+    }
+    outcome
+}
+
+/// Errors naming the first value `values` holds twice: a repeated seed is not an
+/// independent run (its copies agree, so the interval around the gain shrinks to nothing),
+/// and a repeated label budget or strategy only repeats rows.
+pub fn check_distinct<T: PartialEq>(
+    flag: &str,
+    what: &str,
+    values: &[T],
+    show: impl Fn(&T) -> String,
+) -> Result<(), TransferError> {
+    for (i, v) in values.iter().enumerate() {
+        if values[..i].contains(v) {
+            return Err(TransferError::Config(format!(
+                "{flag} lists {what} {} twice; repeated runs are not independent and would \
+                 narrow the confidence intervals falsely: list each {what} once",
+                show(v)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Creates a new run folder `<runs_dir>/<run_id>/`, never reusing one: when the folder of
+/// this second exists (another sweep finished in the same second), `-2`, `-3`, ... is
+/// appended to the name.
+pub fn create_run_dir(runs_dir: &Path, protocol: &str) -> Result<PathBuf, TransferError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TransferError::Io { path, source }
+    };
+    std::fs::create_dir_all(runs_dir).map_err(io(runs_dir))?;
+    let id = run_id(protocol);
+    for n in 1u32.. {
+        let dir = match n {
+            1 => runs_dir.join(&id),
+            n => runs_dir.join(format!("{id}-{n}")),
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(&dir)(e)),
+        }
+    }
+    unreachable!("u32 suffixes run out only after 4 billion sweeps in one second")
 }
 
 /// The target test split, held once per sweep; every evaluation on it is counted, so a
@@ -156,6 +215,7 @@ fn monitor_set(
 
 fn sweep_with<B: Backbone<F> + Sync, const F: usize>(
     cfg: &SweepConfig,
+    dir: &Path,
 ) -> Result<SweepOutcome, TransferError> {
     let ds = cfg.protocol.open(&cfg.data, &cfg.cache_dir)?;
     let (pretrained, pretraining) =
@@ -271,9 +331,11 @@ fn sweep_with<B: Backbone<F> + Sync, const F: usize>(
         verdicts: report::verdicts(&summary),
         summary,
     };
-    let dir = cfg.runs_dir.join(run_id(cfg.protocol.name()));
-    report::write(&report, &dir)?;
-    Ok(SweepOutcome { report, dir })
+    report::write(&report, dir)?;
+    Ok(SweepOutcome {
+        report,
+        dir: dir.to_path_buf(),
+    })
 }
 
 /// Trains one (group, strategy) run and evaluates it on the test split, once.
@@ -356,4 +418,31 @@ pub fn run_id(protocol: &str) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_folders_made_in_the_same_second_are_distinct() {
+        let runs = std::env::temp_dir().join(format!("graft-run-dirs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&runs);
+        // Eight threads at once, as eight sweeps finishing together.
+        let dirs: Vec<PathBuf> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| create_run_dir(&runs, "animals").unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let unique: HashSet<&PathBuf> = dirs.iter().collect();
+        assert_eq!(unique.len(), 8, "{dirs:?}");
+        assert!(dirs.iter().all(|d| d.is_dir() && d.starts_with(&runs)));
+        // An unwritable runs location is an error naming it, found before any training.
+        let file = runs.join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        let e = create_run_dir(&file, "animals").unwrap_err().to_string();
+        assert!(e.contains("a-file"), "{e}");
+        std::fs::remove_dir_all(&runs).unwrap();
+    }
 }

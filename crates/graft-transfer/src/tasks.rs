@@ -26,6 +26,8 @@ pub fn pretrain(
     cache_dir: &Path,
     out: &Path,
 ) -> Result<PretrainInfo, TransferError> {
+    // Checked before any training: a device node or folder at `out` would be found only after.
+    graft_data::output::check_outputs(&[], &[out])?;
     let ds = protocol.open(data, cache_dir)?;
     let config = PretrainConfig::default();
     let info = for_network!(network, pretrain_info(protocol, &ds, cache_dir, config))?;
@@ -116,6 +118,7 @@ fn transfer_with<B: Backbone<F>, const F: usize>(
         ..
     } = req;
     let (protocol, strategy, k, seed) = (*protocol, *strategy, *k, *seed);
+    graft_data::output::check_outputs(&[checkpoint_path], &[out])?;
     let ckpt = Checkpoint::open(checkpoint_path)?;
     let norm = ckpt.normalization()?.ok_or_else(|| {
         TransferError::Config(format!(
@@ -261,6 +264,13 @@ fn eval_with<B: Backbone<F>, const F: usize>(
             std: norm.std,
         },
     )?;
+    if examples.is_empty() {
+        return Err(TransferError::Config(format!(
+            "{}: no samples to evaluate on (split {split:?}, classes {classes:?}); an accuracy \
+             over nothing means nothing: pick another --split or --classes",
+            data.display()
+        )));
+    }
     let accuracy = crate::train::accuracy(&dev, &model, &examples)?;
     Ok(EvalResult {
         accuracy,

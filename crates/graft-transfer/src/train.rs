@@ -7,6 +7,7 @@
 use dfdx::prelude::*;
 use std::time::Instant;
 
+use graft_data::checksum::fnv1a64;
 use graft_nn::{on_workers, Backbone, Classifier, InputBatch, INPUT_LEN};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -235,6 +236,8 @@ impl Progress {
                 .then_some(self.stopper.best_loss)
                 .flatten()
                 .map(|l| (l, self.stopper.best_step, self.stopper.bad)),
+            plan: String::new(),
+            source: String::new(),
         }
     }
 }
@@ -268,8 +271,29 @@ pub fn train_classifier_with<B: Backbone<F>, const F: usize>(
         curve: Vec::new(),
         recent: Recent::new(data.len().div_ceil(schedule.batch)),
     };
+    let plan_hash = format!("{:016x}", fnv1a64(&[format!("{plan:?}").as_bytes()]));
+    let source_hash = ctl.source.map(|h| format!("{h:016x}")).unwrap_or_default();
     if let Some(st) = ctl.resume {
         let h = &st.header;
+        let refuse = |what: &str, how: &str| {
+            TransferError::Config(format!(
+                "{}: saved by a run with {what}; resume with {how}, or start afresh without \
+                 --resume",
+                st.path.display()
+            ))
+        };
+        if !h.plan.is_empty() && h.plan != plan_hash {
+            return Err(refuse(
+                "another training plan (strategy, schedule, optimiser or learning rates)",
+                "the same --strategy, --schedule, --optimizer and rates",
+            ));
+        }
+        if !h.source.is_empty() && !source_hash.is_empty() && h.source != source_hash {
+            return Err(refuse(
+                "another source checkpoint (other backbone weights)",
+                "the same --checkpoint",
+            ));
+        }
         if (h.examples, h.batch, h.total_steps, h.seed)
             != (data.len(), schedule.batch, schedule.steps, seed)
         {
@@ -304,7 +328,11 @@ pub fn train_classifier_with<B: Backbone<F>, const F: usize>(
             return Ok(None);
         };
         let path = files.state_path();
-        let header = run.header(plan, seed, data.len(), early);
+        let header = StateHeader {
+            plan: plan_hash.clone(),
+            source: source_hash.clone(),
+            ..run.header(plan, seed, data.len(), early)
+        };
         state::save(
             &path,
             header,

@@ -118,7 +118,9 @@ pub struct TextCsvOptions {
     pub label_column: usize,
     /// Column of the text (0-based).
     pub text_column: usize,
-    /// Whether the first row is a header (skipped).
+    /// Whether the first row is a header (skipped). A header that names a `label` and a
+    /// `text` column (any case) is honoured: those columns are used, whatever the numbers
+    /// above say, so a `text,label` file is not read with its columns swapped.
     pub header: bool,
 }
 
@@ -198,7 +200,18 @@ pub fn import_text_csv(
 ) -> Result<Vec<String>, DataError> {
     let text = read_utf8(path)?;
     let rows = parse_csv(&text, path)?;
-    let need = opts.label_column.max(opts.text_column) + 1;
+    let (mut label_column, mut text_column) = (opts.label_column, opts.text_column);
+    if let (true, Some((_, header))) = (opts.header, rows.first()) {
+        let named = |name: &str| {
+            header
+                .iter()
+                .position(|f| f.trim().eq_ignore_ascii_case(name))
+        };
+        if let (Some(l), Some(t)) = (named("label"), named("text")) {
+            (label_column, text_column) = (l, t);
+        }
+    }
+    let need = label_column.max(text_column) + 1;
     let mut records = Vec::new();
     for (i, (line, row)) in rows.into_iter().enumerate() {
         if (i == 0 && opts.header) || row.iter().all(|f| f.trim().is_empty()) {
@@ -214,8 +227,8 @@ pub fn import_text_csv(
                 ),
             });
         }
-        let label = row[opts.label_column].trim().to_string();
-        let t = row[opts.text_column].trim().to_string();
+        let label = row[label_column].trim().to_string();
+        let t = row[text_column].trim().to_string();
         if label.is_empty() {
             return Err(DataError::Csv {
                 path: path.to_path_buf(),
@@ -259,6 +272,20 @@ mod tests {
             split_fortunes(text),
             vec!["A first\nentry.", "Second with 50% off", "Third"]
         );
+    }
+
+    #[test]
+    fn a_text_label_header_is_read_by_name_not_position() {
+        let dir = std::env::temp_dir().join(format!("graft-text-header-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (csv, out) = (dir.join("t.csv"), dir.join("t.grafttx"));
+        std::fs::write(&csv, "Text,Label\nhello there,ham\nbuy now,spam\n").unwrap();
+        let names = import_text_csv(&csv, &out, &TextCsvOptions::default()).unwrap();
+        assert_eq!(names, vec!["ham", "spam"]);
+        let ds = crate::text::TextDataset::open(&out).unwrap();
+        assert_eq!(ds.text(1).unwrap(), "buy now");
+        assert_eq!(ds.labels(), &[0, 1]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

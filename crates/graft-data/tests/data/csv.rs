@@ -35,10 +35,14 @@ fn no_header_index_label_f32_and_text_labels() {
     let p = dir.join("b.csv");
     // Label in the last column, text labels, one non-integer value -> f32.
     write(&p, b"0.5,1,dog\n2,3,cat\n4,\"5\",dog\n");
-    let opts = CsvOptions {
+    let mut opts = CsvOptions {
         label_column: LabelColumn::parse("2"),
         ..CsvOptions::default()
     };
+    // Text labels are class names only by explicit choice.
+    let err = import_csv(&p, dir.join("o"), &opts, None, String::new()).unwrap_err();
+    assert!(err.to_string().contains(":1: label `dog`"), "{err}");
+    opts.label_names = true;
     let ds = import_csv(&p, dir.join("o"), &opts, None, String::new()).unwrap();
     assert_eq!(ds.element_type(), ElementType::F32);
     assert_eq!(ds.sample_shape(), &[2]);
@@ -166,4 +170,52 @@ fn errors_name_file_and_line() {
     .unwrap_err();
     assert!(err.to_string().contains("label 3"), "{err}");
     assert!(!dir.join("o").exists());
+}
+
+#[test]
+fn labels_are_class_indices_below_the_limit_without_empty_classes() {
+    let dir = TempDir::new("csv-labels");
+    let cases: &[(&str, &[u8], &str)] = &[
+        // One stray non-integer no longer turns every label into text (0, 1, 10, 2, ...).
+        (
+            "stray",
+            b"0,1\n1,2\n10,3\n2,4\n1.5,5\n",
+            ":5: label `1.5` is not a class index",
+        ),
+        (
+            "huge",
+            b"0,1\n4000000000,2\n",
+            ":2: label `4000000000` is not a class index",
+        ),
+        ("negative", b"0,1\n-1,2\n", ":2: label `-1`"),
+        // A stray 255 among 0..1 would make 253 empty classes.
+        (
+            "gap",
+            b"0,1\n1,2\n255,3\n",
+            "label 255 (sample 2) makes 256 classes, 253 of them without a sample",
+        ),
+    ];
+    for (name, bytes, what) in cases {
+        let p = dir.join(&format!("{name}.csv"));
+        write(&p, bytes);
+        let out = dir.join(&format!("{name}.gds"));
+        let err = import_csv(&p, &out, &CsvOptions::default(), None, String::new()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("{name}.csv")) && msg.contains(what),
+            "{name}: {msg}"
+        );
+        assert!(!out.exists());
+    }
+    // Empty classes are kept when the classes are given.
+    let names: Vec<String> = (0..256).map(|c| c.to_string()).collect();
+    let ds = import_csv(
+        dir.join("gap.csv"),
+        dir.join("gap.gds"),
+        &CsvOptions::default(),
+        Some(names),
+        String::new(),
+    )
+    .unwrap();
+    assert_eq!(ds.num_classes(), 256);
 }

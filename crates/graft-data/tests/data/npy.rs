@@ -257,6 +257,26 @@ fn import_f32_and_1d() {
     .unwrap();
     assert_eq!(ds.element_type(), ElementType::F32);
     assert_eq!(ds.sample_f32(1).unwrap(), vec![2.25, 3.0]);
+    // A NaN in float images is refused, naming the sample.
+    let mut poisoned = values;
+    poisoned[3] = f32::NAN;
+    let data: Vec<u8> = poisoned.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }";
+    write(&dir.join("nan.npy"), &npy(2, dict, &data));
+    let err = import_npy(
+        dir.join("nan.npy"),
+        dir.join("y.npy"),
+        dir.join("nan.gds"),
+        None,
+        String::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("nan.npy") && err.contains("value NaN of sample 1"),
+        "{err}"
+    );
+    assert!(!dir.join("nan.gds").exists());
     assert_eq!(ds.class_names()[1], "pos");
     // 1-D images: one value per sample.
     write(
