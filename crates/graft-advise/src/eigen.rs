@@ -6,8 +6,9 @@
 //! eigendecomposition, is replaced by `O(n^2)` work per vector:
 //!
 //! 1. Householder tridiagonalisation `T = Q^T A Q` (Golub & Van Loan, Algorithm 8.3.1),
-//!    `4/3 n^3` flops, each step's product and rank-2 update spread over the rayon pool; each
-//!    reflector is applied to the vectors as it is made (`y <- Q^T y`).
+//!    `4/3 n^3` flops on the lower triangle, one pass over it per step (the rank-2 update
+//!    applied lazily in the pass that forms the next product), spread over the rayon pool;
+//!    each reflector is applied to the vectors as it is made (`y <- Q^T y`).
 //! 2. The implicit QL iteration with Wilkinson shifts on `T` (`tqli`, Numerical Recipes 3rd ed.
 //!    11.4), its plane rotations applied to the vectors instead of to an identity
 //!    (`y <- W^T y`, `W` the eigenvectors of `T`), `O(n^2)` per vector.
@@ -44,73 +45,201 @@ pub fn eigen_projected(
     Some((d, ys))
 }
 
+/// Eigenvalues and coordinates (as [`eigen_projected`]) of a symmetric `n x n` row-major `a`
+/// and of its doubly centred `(I - 11^T/n) a (I - 11^T/n)`, from one tridiagonalisation:
+/// `(of a, of the centred a)`.
+///
+/// A first reflector `H0` maps `1/sqrt(n)` to `e_1`; the tridiagonalisation of `H0 a H0` keeps
+/// `e_1` fixed, so its `Q` has first column `1/sqrt(n)` and `Q^T (I - 11^T/n) Q = I - e_1 e_1^T`:
+/// the centred matrix's tridiagonal form is `T` without its first row and column (and an
+/// exact zero eigenvalue along `1`, which is left out). The two QL iterations are `O(n^2)`.
+#[allow(clippy::type_complexity)]
+pub fn eigen_projected_and_centred(
+    mut a: Vec<f64>,
+    n: usize,
+    mut ys: Vec<Vec<f64>>,
+) -> Option<((Vec<f64>, Vec<Vec<f64>>), (Vec<f64>, Vec<Vec<f64>>))> {
+    assert_eq!(
+        a.len(),
+        n * n,
+        "eigen_projected_and_centred: matrix is not n x n"
+    );
+    assert!(
+        ys.iter().all(|y| y.len() == n),
+        "eigen_projected_and_centred: vector length"
+    );
+    if n < 3 {
+        let nf = n as f64;
+        let row_means: Vec<f64> = a
+            .chunks_exact(n.max(1))
+            .map(|r| r.iter().sum::<f64>() / nf)
+            .collect();
+        let total = row_means.iter().sum::<f64>() / nf;
+        let centred: Vec<f64> = (0..n * n)
+            .map(|t| a[t] - row_means[t / n] - row_means[t % n] + total)
+            .collect();
+        let plain = eigen_projected(a, n, ys.clone())?;
+        let centred = eigen_projected(centred, n, ys)?;
+        return Some((plain, centred));
+    }
+    // H0 = I - beta v v^T with v = 1/sqrt(n) - e_1; a <- H0 a H0 as a rank-2 update.
+    let mut v = vec![1.0 / (n as f64).sqrt(); n];
+    v[0] -= 1.0;
+    let beta = 2.0 / v.iter().map(|x| x * x).sum::<f64>();
+    let p: Vec<f64> = a
+        .par_chunks(n)
+        .map(|row| beta * row.iter().zip(&v).map(|(b, v)| b * v).sum::<f64>())
+        .collect();
+    let kk = beta / 2.0 * p.iter().zip(&v).map(|(p, v)| p * v).sum::<f64>();
+    let w: Vec<f64> = p.iter().zip(&v).map(|(p, v)| p - kk * v).collect();
+    a.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+        let (vi, wi) = (v[i], w[i]);
+        for ((b, &vj), &wj) in row.iter_mut().zip(&v).zip(&w) {
+            *b -= vi * wj + wi * vj;
+        }
+    });
+    for y in ys.iter_mut() {
+        let s = beta * y.iter().zip(&v).map(|(y, v)| y * v).sum::<f64>();
+        for (y, v) in y.iter_mut().zip(&v) {
+            *y -= s * v;
+        }
+    }
+    let (d, e) = tridiagonalise(&mut a, n, &mut ys);
+    drop(a);
+    let (mut d1, mut e1) = (d[1..].to_vec(), e[1..].to_vec());
+    let mut ys1: Vec<Vec<f64>> = ys.iter().map(|y| y[1..].to_vec()).collect();
+    let (mut d0, mut e0) = (d, e);
+    let (plain, centred) = rayon::join(
+        || tql(&mut d0, &mut e0, &mut ys).map(|()| (d0, ys)),
+        || tql(&mut d1, &mut e1, &mut ys1).map(|()| (d1, ys1)),
+    );
+    Some((plain?, centred?))
+}
+
 /// Householder reduction of `a` in place to tridiagonal form; returns the diagonal and the
 /// off-diagonal (`e[i] = T[i][i + 1]`, `e[n - 1] = 0`), with `Q^T` applied to every `ys`.
+///
+/// Only the lower triangle of `a` is read and written, and each step makes one pass over it:
+/// the previous step's rank-2 update `B -= v w^T + w v^T` is applied lazily, to the column the
+/// step reduces first (`O(n)`) and then to each row during the same pass that accumulates the
+/// product `B v` of the new reflector, so the trailing matrix is read and written once per
+/// step (the reduction is bound by memory traffic, not by flops).
 fn tridiagonalise(a: &mut [f64], n: usize, ys: &mut [Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
+    let mut d = vec![0.0f64; n];
     let mut e = vec![0.0f64; n];
+    // The pending update `B -= pv pw^T + pw pv^T`, for indices at or after the current step.
+    let mut pv = vec![0.0f64; n];
+    let mut pw = vec![0.0f64; n];
+    let mut pending = false;
     let mut v = vec![0.0f64; n];
-    let mut p = vec![0.0f64; n];
     for k in 0..n.saturating_sub(2) {
-        let m = n - k - 1;
-        let x = &a[k * n + k + 1..k * n + n];
-        let tail: f64 = x[1..].iter().map(|t| t * t).sum();
-        if tail == 0.0 {
-            // Already tridiagonal in this column: the reflector is the identity.
-            e[k] = x[0];
-            continue;
-        }
-        let norm = (x[0] * x[0] + tail).sqrt();
-        let alpha = if x[0] > 0.0 { -norm } else { norm };
-        let v = &mut v[..m];
-        v.copy_from_slice(x);
-        v[0] -= alpha;
-        let v: &[f64] = v;
-        let vv = v[0] * v[0] + tail;
-        let beta = 2.0 / vv;
-        e[k] = alpha;
-        // p = beta B v over the trailing rows (B symmetric, rows of a).
-        let trailing = &mut a[(k + 1) * n..];
-        let p = &mut p[..m];
-        let row_dot =
-            |row: &[f64]| beta * row[k + 1..].iter().zip(v).map(|(b, v)| b * v).sum::<f64>();
-        if m >= PARALLEL_MIN {
-            p.par_iter_mut()
-                .zip(trailing.par_chunks(n))
-                .for_each(|(pi, row)| *pi = row_dot(row));
-        } else {
-            for (pi, row) in p.iter_mut().zip(trailing.chunks(n)) {
-                *pi = row_dot(row);
+        // Column k below the diagonal and the diagonal entry, updated.
+        let col = |i: usize| a[i * n + k] - (pv[i] * pw[k] + pw[i] * pv[k]);
+        d[k] = a[k * n + k] - 2.0 * pv[k] * pw[k];
+        let x0 = col(k + 1);
+        let tail: f64 = (k + 2..n).map(|i| col(i).powi(2)).sum();
+        let reflect = tail != 0.0;
+        let mut beta = 0.0;
+        if reflect {
+            let norm = (x0 * x0 + tail).sqrt();
+            let alpha = if x0 > 0.0 { -norm } else { norm };
+            v[k + 1] = x0 - alpha;
+            for i in k + 2..n {
+                v[i] = col(i);
             }
+            beta = 2.0 / (v[k + 1] * v[k + 1] + tail);
+            e[k] = alpha;
+        } else {
+            e[k] = x0;
         }
-        // w = p - (beta/2)(p . v) v; B -= v w^T + w v^T.
-        let kk = beta / 2.0 * p.iter().zip(v).map(|(p, v)| p * v).sum::<f64>();
-        for (pi, vi) in p.iter_mut().zip(v) {
-            *pi -= kk * vi;
-        }
-        let w = &*p;
-        let update = |(i, row): (usize, &mut [f64])| {
-            let (vi, wi) = (v[i], w[i]);
-            for ((b, &vj), &wj) in row[k + 1..].iter_mut().zip(v).zip(w) {
-                *b -= vi * wj + wi * vj;
+        // One pass over rows k+1..n (lower triangle, columns k+1..=i): apply the pending
+        // update, and accumulate p = B v (row part p_i += B_ij v_j, mirrored part
+        // p_j += B_ij v_i) into per-split vectors.
+        let lo = k + 1;
+        let (pv_r, pw_r, v_r) = (&pv, &pw, &v);
+        let pass = |acc: &mut Vec<f64>, (r, row): (usize, &mut [f64])| {
+            let i = lo + r;
+            let row = &mut row[lo..=i];
+            if pending {
+                let (vi, wi) = (pv_r[i], pw_r[i]);
+                for (b, (&vj, &wj)) in row.iter_mut().zip(pv_r[lo..=i].iter().zip(&pw_r[lo..=i])) {
+                    *b -= vi * wj + wi * vj;
+                }
+            }
+            if reflect {
+                let vi = v_r[i];
+                let (before, diag) = row.split_at(row.len() - 1);
+                let mut s = diag[0] * vi;
+                for ((b, &vj), pj) in before.iter().zip(&v_r[lo..i]).zip(&mut acc[lo..i]) {
+                    s += b * vj;
+                    *pj += b * vi;
+                }
+                acc[i] += s;
             }
         };
-        if m >= PARALLEL_MIN {
-            trailing.par_chunks_mut(n).enumerate().for_each(update);
+        let rows = &mut a[lo * n..];
+        let m = n - lo;
+        let p: Vec<f64> = if m >= PARALLEL_MIN {
+            rows.par_chunks_mut(n)
+                .enumerate()
+                .with_min_len(m / 16 + 1)
+                .fold(
+                    || vec![0.0f64; n],
+                    |mut acc, item| {
+                        pass(&mut acc, item);
+                        acc
+                    },
+                )
+                .reduce(
+                    || vec![0.0f64; n],
+                    |mut x, y| {
+                        for (x, y) in x.iter_mut().zip(&y) {
+                            *x += y;
+                        }
+                        x
+                    },
+                )
         } else {
-            trailing.chunks_mut(n).enumerate().for_each(update);
+            let mut acc = vec![0.0f64; n];
+            rows.chunks_mut(n)
+                .enumerate()
+                .for_each(|item| pass(&mut acc, item));
+            acc
+        };
+        if !reflect {
+            pending = false;
+            pv.fill(0.0);
+            pw.fill(0.0);
+            continue;
         }
+        // w = beta p - (beta/2)(beta p . v) v becomes the pending update.
+        let kk = beta / 2.0 * (lo..n).map(|i| beta * p[i] * v[i]).sum::<f64>();
+        for i in lo..n {
+            pv[i] = v[i];
+            pw[i] = beta * p[i] - kk * v[i];
+        }
+        pending = true;
         for y in ys.iter_mut() {
-            let y = &mut y[k + 1..];
-            let s = beta * y.iter().zip(v).map(|(y, v)| y * v).sum::<f64>();
-            for (y, v) in y.iter_mut().zip(v) {
-                *y -= s * v;
+            let s = beta * (lo..n).map(|i| y[i] * v[i]).sum::<f64>();
+            for i in lo..n {
+                y[i] -= s * v[i];
             }
         }
     }
+    // The last two rows, with the pending update.
+    let upd = |i: usize, j: usize| {
+        let b = a[i * n + j];
+        if pending {
+            b - (pv[i] * pw[j] + pw[i] * pv[j])
+        } else {
+            b
+        }
+    };
     if n >= 2 {
-        e[n - 2] = a[(n - 2) * n + n - 1];
+        d[n - 2] = upd(n - 2, n - 2);
+        e[n - 2] = upd(n - 1, n - 2);
     }
-    let d = (0..n).map(|i| a[i * n + i]).collect();
+    d[n - 1] = upd(n - 1, n - 1);
     (d, e)
 }
 
@@ -243,6 +372,86 @@ mod tests {
             check(&a, &ys);
             let s = DMatrix::from_fn(n, n, |_, _| r());
             check(&(&s + s.transpose()), &ys); // indefinite
+        }
+    }
+
+    #[test]
+    fn one_tridiagonalisation_serves_the_matrix_and_its_centred_form() {
+        let mut r = lcg(13);
+        for &(n, d) in &[
+            (1usize, 2usize),
+            (2, 3),
+            (3, 5),
+            (8, 20),
+            (60, 61),
+            (250, 300),
+        ] {
+            let b = DMatrix::from_fn(n, d, |_, _| r() + 0.7);
+            let g = &b * b.transpose();
+            let ys: Vec<Vec<f64>> = (0..2).map(|_| (0..n).map(|_| r()).collect()).collect();
+            let row_major: Vec<f64> = (0..n * n).map(|t| g[(t / n, t % n)]).collect();
+            let c = DMatrix::from_fn(n, n, |i, j| f64::from(u8::from(i == j)) - 1.0 / n as f64);
+            let gc = &c * &g * &c;
+            let ((v0, c0), (v1, c1)) =
+                eigen_projected_and_centred(row_major, n, ys.clone()).unwrap();
+            for (m, values, coords) in [(&g, &v0, &c0), (&gc, &v1, &c1)] {
+                let scale = m.iter().fold(1.0f64, |s, x| s.max(x.abs()));
+                // Every eigenpair (lambda, coordinates) reproduces y^T M y and |y|^2 restricted
+                // to the non-zero spectrum; and the eigenvalues are nalgebra's.
+                let full = SymmetricEigen::new(m.clone());
+                let mut theirs: Vec<f64> = full
+                    .eigenvalues
+                    .iter()
+                    .copied()
+                    .filter(|x| x.abs() > 1e-9 * scale)
+                    .collect();
+                theirs.sort_by(f64::total_cmp);
+                let mut ours: Vec<f64> = values
+                    .iter()
+                    .copied()
+                    .filter(|x| x.abs() > 1e-9 * scale)
+                    .collect();
+                ours.sort_by(f64::total_cmp);
+                assert_eq!(ours.len(), theirs.len(), "n {n}: {ours:?} vs {theirs:?}");
+                for (a, b) in ours.iter().zip(&theirs) {
+                    assert!(
+                        (a - b).abs() <= 1e-11 * scale,
+                        "n {n}: eigenvalue {a} vs {b}"
+                    );
+                }
+                for (y, x) in ys.iter().zip(coords.iter()) {
+                    let yv = nalgebra::DVector::from_column_slice(y);
+                    let yay = (yv.transpose() * m * &yv)[(0, 0)];
+                    let got: f64 = values.iter().zip(x).map(|(l, x)| l * x * x).sum();
+                    assert!(
+                        (got - yay).abs() <= 1e-10 * scale * n as f64,
+                        "n {n}: {got} vs {yay}"
+                    );
+                    // Coordinates on each isolated eigenvalue match nalgebra's (squared).
+                    for (j, &lam) in full.eigenvalues.iter().enumerate() {
+                        let gap = full
+                            .eigenvalues
+                            .iter()
+                            .enumerate()
+                            .filter(|&(t, _)| t != j)
+                            .map(|(_, &o)| (o - lam).abs())
+                            .fold(f64::INFINITY, f64::min);
+                        if lam.abs() <= 1e-9 * scale || gap < 1e-3 * scale {
+                            continue;
+                        }
+                        let i = (0..values.len())
+                            .min_by(|&a, &b| {
+                                (values[a] - lam).abs().total_cmp(&(values[b] - lam).abs())
+                            })
+                            .unwrap();
+                        let want = full.eigenvectors.column(j).dot(&yv).powi(2);
+                        assert!(
+                            (x[i] * x[i] - want).abs() <= 1e-8 * yv.norm_squared().max(1.0),
+                            "n {n}"
+                        );
+                    }
+                }
+            }
         }
     }
 

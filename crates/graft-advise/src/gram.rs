@@ -8,7 +8,12 @@
 //! lower block triangle is multiplied (half the flops), in row blocks spread over the rayon
 //! pool, and then mirrored.
 
+use std::sync::OnceLock;
+
 use rayon::prelude::*;
+
+use crate::eigen::eigen_projected_and_centred;
+use crate::spectrum::ProjectedSpectrum;
 
 use crate::LabelledFeatures;
 
@@ -24,6 +29,9 @@ pub struct Block<'a> {
     pub f: Vec<f64>,
     /// `G = F F^T`, row-major (N x N), exactly symmetric.
     pub gram: Vec<f64>,
+    /// When `N <= D`: the spectra of `G` and of the centred `Gc` with the class indicators'
+    /// coordinates, from one tridiagonalisation, made by the first estimator that asks.
+    spectra: OnceLock<Option<(ProjectedSpectrum, ProjectedSpectrum)>>,
 }
 
 impl<'a> Block<'a> {
@@ -31,7 +39,42 @@ impl<'a> Block<'a> {
     pub fn new(features: LabelledFeatures<'a>) -> Self {
         let f: Vec<f64> = features.values.iter().map(|&v| f64::from(v)).collect();
         let gram = gram(&f, features.len(), features.dim);
-        Block { features, f, gram }
+        Block {
+            features,
+            f,
+            gram,
+            spectra: OnceLock::new(),
+        }
+    }
+
+    /// The class indicators `1_c` (LogME's one-hot columns), length N each.
+    pub fn indicators(&self) -> Vec<Vec<f64>> {
+        let f = &self.features;
+        (0..f.num_classes)
+            .map(|c| {
+                f.labels
+                    .iter()
+                    .map(|&l| f64::from(u8::from(l == c)))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// When `N <= D`: the spectrum of `G` (LogME's) and of the doubly centred `Gc` (H-score's),
+    /// each with the class indicators' coordinates, made once from one tridiagonalisation
+    /// ([`eigen_projected_and_centred`]); `None` if the QL iteration does not converge.
+    pub fn gram_spectra(&self) -> Option<&(ProjectedSpectrum, ProjectedSpectrum)> {
+        let (n, d) = (self.n(), self.d());
+        self.spectra
+            .get_or_init(|| {
+                let ((v0, c0), (v1, c1)) =
+                    eigen_projected_and_centred(self.gram.clone(), n, self.indicators())?;
+                Some((
+                    ProjectedSpectrum::select(v0, c0, n, d, |_, c| c),
+                    ProjectedSpectrum::select(v1, c1, n, d, |_, c| c),
+                ))
+            })
+            .as_ref()
     }
 
     /// Rows (samples).

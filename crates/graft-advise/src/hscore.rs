@@ -64,33 +64,34 @@ pub fn hscore_block(block: &Block<'_>) -> Result<f64, AdviseError> {
     let (n, d) = (block.n(), block.d());
     let nf = n as f64;
     let counts = features.class_counts();
-    let indicators: Vec<Vec<f64>> = (0..features.num_classes)
-        .map(|c| {
-            features
-                .labels
-                .iter()
-                .map(|&l| f64::from(u8::from(l == c)))
-                .collect()
-        })
-        .collect();
+    let indicators = block.indicators();
+    let not_converged = || AdviseError::Input {
+        estimator: "H-score",
+        reason: "the eigenvalue iteration did not converge".into(),
+    };
+    let owned;
     let (spectrum, delta) = if n <= d {
-        // Gc = (I - 11^T/N) G (I - 11^T/N).
+        // The shrinkage from Gc = (I - 11^T/N) G (I - 11^T/N); the spectrum of Gc comes with
+        // LogME's from one tridiagonalisation of G.
         let g = &block.gram;
         let row_means: Vec<f64> = g
             .chunks_exact(n)
             .map(|r| r.iter().sum::<f64>() / nf)
             .collect();
         let total = row_means.iter().sum::<f64>() / nf;
-        let mut gc = vec![0.0f64; n * n];
-        for (i, (out, row)) in gc.chunks_exact_mut(n).zip(g.chunks_exact(n)).enumerate() {
-            for (j, (o, &v)) in out.iter_mut().zip(row).enumerate() {
-                *o = v - row_means[i] - row_means[j] + total;
+        let mut sq_norms = vec![0.0f64; n];
+        let mut frob = 0.0f64;
+        for (i, row) in g.chunks_exact(n).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                let c = v - row_means[i] - row_means[j] + total;
+                frob += c * c;
+                if i == j {
+                    sq_norms[i] = c;
+                }
             }
         }
-        let sq_norms: Vec<f64> = (0..n).map(|i| gc[i * n + i]).collect();
-        let frob: f64 = gc.iter().map(|g| g * g).sum();
         let delta = shrinkage(&sq_norms, frob, d);
-        (ProjectedSpectrum::from_gram(gc, n, d, indicators), delta)
+        (&block.gram_spectra().ok_or_else(not_converged)?.1, delta)
     } else {
         let mut fc = block.f.clone();
         let mut mean = vec![0.0f64; d];
@@ -118,12 +119,9 @@ pub fn hscore_block(block: &Block<'_>) -> Result<f64, AdviseError> {
             .iter()
             .map(|y| transpose_times(&fc, d, y))
             .collect();
-        (ProjectedSpectrum::from_cross(c, n, d, fty), delta)
+        owned = ProjectedSpectrum::from_cross(c, n, d, fty).ok_or_else(not_converged)?;
+        (&owned, delta)
     };
-    let spectrum = spectrum.ok_or_else(|| AdviseError::Input {
-        estimator: "H-score",
-        reason: "the eigenvalue iteration did not converge".into(),
-    })?;
     if spectrum.rank() == 0 {
         // Constant features (a dead layer) separate no class: S_b = 0.
         return Ok(0.0);

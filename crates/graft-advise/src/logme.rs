@@ -73,27 +73,22 @@ pub fn logme(features: &LabelledFeatures<'_>) -> Result<f64, AdviseError> {
 pub fn logme_block(block: &Block<'_>) -> Result<f64, AdviseError> {
     let features = &block.features;
     let (n, d) = (block.n(), block.d());
-    let ys: Vec<Vec<f64>> = (0..features.num_classes)
-        .map(|c| {
-            features
-                .labels
-                .iter()
-                .map(|&l| f64::from(u8::from(l == c)))
-                .collect()
-        })
-        .collect();
+    let ys = block.indicators();
     // Features that are all zero (a dead layer) have rank 0: only the no-signal edge remains,
     // which is the right score for features that explain nothing.
-    let spectrum = if n <= d {
-        ProjectedSpectrum::from_gram(block.gram.clone(), n, d, ys.clone())
-    } else {
-        let fty = ys.iter().map(|y| transpose_times(&block.f, d, y)).collect();
-        ProjectedSpectrum::from_cross(cross(&block.f, n, d), n, d, fty)
-    }
-    .ok_or_else(|| AdviseError::Input {
+    let not_converged = || AdviseError::Input {
         estimator: "LogME",
         reason: "the eigenvalue iteration did not converge".into(),
-    })?;
+    };
+    let owned;
+    let spectrum = if n <= d {
+        &block.gram_spectra().ok_or_else(not_converged)?.0
+    } else {
+        let fty = ys.iter().map(|y| transpose_times(&block.f, d, y)).collect();
+        owned = ProjectedSpectrum::from_cross(cross(&block.f, n, d), n, d, fty)
+            .ok_or_else(not_converged)?;
+        &owned
+    };
     let mut total = 0.0;
     for (y, x) in ys.iter().zip(&spectrum.coords) {
         total += evidence_of(&spectrum.sigma, x, y, n, d).per_sample;

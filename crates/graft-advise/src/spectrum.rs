@@ -105,7 +105,7 @@ impl ProjectedSpectrum {
 
     /// Keeps the eigenvalues above the cutoff, largest first, with their coordinates mapped
     /// by `map(sigma, coordinate)`.
-    fn select(
+    pub(crate) fn select(
         values: Vec<f64>,
         coords: Vec<Vec<f64>>,
         n: usize,

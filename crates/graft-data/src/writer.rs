@@ -245,6 +245,94 @@ impl DatasetWriter {
         result
     }
 
+    /// Appends `labels.len()` samples of `sample_len` values each (row-major `values`), as
+    /// [`push_f32`](Self::push_f32) would one by one, with the same bytes, checksum and
+    /// statistics, but as one large write: f32 samples are written straight from `values`
+    /// (their little-endian bytes, without a copy on little-endian machines), f16 samples
+    /// from one converted buffer, and the checksum (FNV-1a, a serial chain through every
+    /// byte) and the statistics (Welford's, a serial chain through every value) are
+    /// accumulated on two threads at once while the bytes are written.
+    pub fn push_f32_rows(&mut self, values: &[f32], labels: &[u32]) -> Result<(), DataError> {
+        if Some(values.len()) != labels.len().checked_mul(self.sample_len) {
+            return Err(DataError::InvalidInput {
+                path: self.path.clone(),
+                reason: format!(
+                    "{} values for {} samples of {} values",
+                    values.len(),
+                    labels.len(),
+                    self.sample_len
+                ),
+            });
+        }
+        if (self.labels.len() as u64).saturating_add(labels.len() as u64) > u64::from(u32::MAX) {
+            return Err(DataError::InvalidInput {
+                path: self.path.clone(),
+                reason: format!("more than {} samples", u32::MAX),
+            });
+        }
+        let converted: Vec<u8>;
+        let bytes: &[u8] = match self.element_type {
+            ElementType::F32 if cfg!(target_endian = "little") => {
+                // SAFETY: f32 has no padding and every byte pattern is a valid u8; the slice
+                // covers exactly the values' memory, borrowed for as long as `values`.
+                unsafe {
+                    std::slice::from_raw_parts(
+                        values.as_ptr().cast::<u8>(),
+                        std::mem::size_of_val(values),
+                    )
+                }
+            }
+            ElementType::F32 => {
+                converted = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                &converted
+            }
+            ElementType::F16 => {
+                converted = values
+                    .iter()
+                    .flat_map(|&v| f32_to_f16(v).to_le_bytes())
+                    .collect();
+                &converted
+            }
+            ElementType::U8 => {
+                return Err(DataError::InvalidInput {
+                    path: self.path.clone(),
+                    reason: "f32 values pushed to a u8 data set; push bytes instead".into(),
+                })
+            }
+        };
+        let element_type = self.element_type;
+        let tmp = self.tmp.clone();
+        let err = move |source| DataError::Io {
+            path: tmp,
+            action: "write",
+            source,
+        };
+        let (hasher, stats, out) = (&mut self.hasher, &mut self.stats, &mut self.out);
+        let written = std::thread::scope(|scope| {
+            let hashing = scope.spawn(|| hasher.update(bytes));
+            match element_type {
+                // The stored values, as push_bytes reads them back.
+                ElementType::F16 => stats.add_f32(
+                    bytes
+                        .chunks_exact(2)
+                        .map(|c| crate::f16::f16_to_f32(u16::from_le_bytes([c[0], c[1]]))),
+                ),
+                _ => stats.add_f32(values.iter().copied()),
+            }
+            let written = match out.as_mut() {
+                Some(out) => out.write_all(bytes).map_err(err),
+                None => Err(err(std::io::Error::other("writer already finished"))),
+            };
+            hashing
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            written
+        });
+        written?;
+        self.labels.extend_from_slice(labels);
+        Ok(())
+    }
+
     /// Writes labels, metadata and header and moves the file into place.
     ///
     /// Every label must be smaller than `metadata.class_names.len()`.
