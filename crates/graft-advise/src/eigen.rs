@@ -159,23 +159,61 @@ fn tridiagonalise(a: &mut [f64], n: usize, ys: &mut [Vec<f64>]) -> (Vec<f64>, Ve
         let (pv_r, pw_r, v_r) = (&pv, &pw, &v);
         let pass = |acc: &mut Vec<f64>, (r, row): (usize, &mut [f64])| {
             let i = lo + r;
-            let row = &mut row[lo..=i];
-            if pending {
-                let (vi, wi) = (pv_r[i], pw_r[i]);
-                for (b, (&vj, &wj)) in row.iter_mut().zip(pv_r[lo..=i].iter().zip(&pw_r[lo..=i])) {
-                    *b -= vi * wj + wi * vj;
+            let (row, diag) = row[lo..=i].split_at_mut(i - lo);
+            let (pvi, pwi) = if pending {
+                (pv_r[i], pw_r[i])
+            } else {
+                (0.0, 0.0)
+            };
+            diag[0] -= pvi * pw_r[i] + pwi * pv_r[i];
+            if !reflect {
+                if pending {
+                    for (b, (&vj, &wj)) in row.iter_mut().zip(pv_r[lo..i].iter().zip(&pw_r[lo..i]))
+                    {
+                        *b -= pvi * wj + pwi * vj;
+                    }
+                }
+                return;
+            }
+            // Fused: update B_ij, then B_ij v_j into the row's sum (eight partial sums, so
+            // the loop is not one serial chain of additions) and B_ij v_i into p_j.
+            let vi = v_r[i];
+            let mut lanes = [0.0f64; 8];
+            let (pv_s, pw_s, v_s, acc_s) =
+                (&pv_r[lo..i], &pw_r[lo..i], &v_r[lo..i], &mut acc[lo..i]);
+            let mut row_c = row.chunks_exact_mut(8);
+            let mut pv_c = pv_s.chunks_exact(8);
+            let mut pw_c = pw_s.chunks_exact(8);
+            let mut v_c = v_s.chunks_exact(8);
+            let mut acc_c = acc_s.chunks_exact_mut(8);
+            for ((((b, pvj), pwj), vj), pj) in (&mut row_c)
+                .zip(&mut pv_c)
+                .zip(&mut pw_c)
+                .zip(&mut v_c)
+                .zip(&mut acc_c)
+            {
+                for t in 0..8 {
+                    let x = b[t] - (pvi * pwj[t] + pwi * pvj[t]);
+                    b[t] = x;
+                    lanes[t] += x * vj[t];
+                    pj[t] += x * vi;
                 }
             }
-            if reflect {
-                let vi = v_r[i];
-                let (before, diag) = row.split_at(row.len() - 1);
-                let mut s = diag[0] * vi;
-                for ((b, &vj), pj) in before.iter().zip(&v_r[lo..i]).zip(&mut acc[lo..i]) {
-                    s += b * vj;
-                    *pj += b * vi;
-                }
-                acc[i] += s;
+            let mut s = diag[0] * vi;
+            for ((((b, &pvj), &pwj), &vj), pj) in row_c
+                .into_remainder()
+                .iter_mut()
+                .zip(pv_c.remainder())
+                .zip(pw_c.remainder())
+                .zip(v_c.remainder())
+                .zip(acc_c.into_remainder())
+            {
+                let x = *b - (pvi * pwj + pwi * pvj);
+                *b = x;
+                s += x * vj;
+                *pj += x * vi;
             }
+            acc[i] += s + lanes.iter().sum::<f64>();
         };
         let rows = &mut a[lo * n..];
         let m = n - lo;
