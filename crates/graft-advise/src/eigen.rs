@@ -144,8 +144,8 @@ fn tridiagonalise(a: &mut [f64], n: usize, ys: &mut [Vec<f64>]) -> (Vec<f64>, Ve
             let norm = (x0 * x0 + tail).sqrt();
             let alpha = if x0 > 0.0 { -norm } else { norm };
             v[k + 1] = x0 - alpha;
-            for i in k + 2..n {
-                v[i] = col(i);
+            for (i, vi) in v.iter_mut().enumerate().skip(k + 2) {
+                *vi = col(i);
             }
             beta = 2.0 / (v[k + 1] * v[k + 1] + tail);
             e[k] = alpha;

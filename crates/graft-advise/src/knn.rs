@@ -47,6 +47,10 @@ fn direct(a: &[f32], b: &[f32]) -> f64 {
         .sum()
 }
 
+/// Per-thread buffers of [`knn_block`]: `(lower bound, upper bound, j)` of every Gram
+/// distance, and `(direct distance, j)` of the candidates.
+type Scratch = (Vec<(f64, f64, usize)>, Vec<(f64, usize)>);
+
 /// [`knn_loo_accuracy`] of a prepared [`Block`].
 pub fn knn_block(block: &Block<'_>, k: usize) -> Result<f64, AdviseError> {
     check_k(k)?;
@@ -64,7 +68,7 @@ pub fn knn_block(block: &Block<'_>, k: usize) -> Result<f64, AdviseError> {
         .into_par_iter()
         .map_init(
             || (Vec::new(), Vec::new()),
-            |(bounds, cands): &mut (Vec<(f64, f64, usize)>, Vec<(f64, usize)>), i| {
+            |(bounds, cands): &mut Scratch, i| {
                 let gi = &g[i * n..(i + 1) * n];
                 bounds.clear();
                 bounds.extend((0..n).filter(|&j| j != i).map(|j| {
