@@ -116,3 +116,48 @@ fn rows_in_one_call_equal_rows_one_by_one() {
     let mut w = DatasetWriter::create(dir.join("u8"), ElementType::U8, &[dim]).unwrap();
     assert!(w.push_f32_rows(&values[..dim], &labels[..1]).is_err());
 }
+
+/// The f32 statistics are folded in fixed blocks, so they are the same however the values
+/// were pushed (row by row, in one call, in uneven calls), and they match a direct two-pass
+/// computation over more values than one block.
+#[test]
+fn statistics_do_not_depend_on_how_rows_are_pushed() {
+    let dir = TempDir::new("writer-stats");
+    let (rows, dim) = (1000usize, 13usize);
+    let values: Vec<f32> = (0..rows * dim)
+        .map(|i| ((i * 104_729) % 9973) as f32 / 97.0 + 1000.0)
+        .collect();
+    let labels = vec![0u32; rows];
+    let mut one = DatasetWriter::create(dir.join("one"), ElementType::F32, &[dim]).unwrap();
+    for row in values.chunks(dim) {
+        one.push_f32(row, 0).unwrap();
+    }
+    let mut all = DatasetWriter::create(dir.join("all"), ElementType::F32, &[dim]).unwrap();
+    all.push_f32_rows(&values, &labels).unwrap();
+    let mut uneven = DatasetWriter::create(dir.join("uneven"), ElementType::F32, &[dim]).unwrap();
+    uneven
+        .push_f32_rows(&values[..333 * dim], &labels[..333])
+        .unwrap();
+    uneven
+        .push_f32_rows(&values[333 * dim..], &labels[333..])
+        .unwrap();
+    assert_eq!(one.stats(), all.stats());
+    assert_eq!(one.stats(), uneven.stats());
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let var = values
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let (m, s) = one.stats().unwrap();
+    assert!(
+        (f64::from(m) - mean).abs() <= 1e-6 * mean.abs(),
+        "{m} vs {mean}"
+    );
+    assert!(
+        (f64::from(s) - var.sqrt()).abs() <= 1e-5 * var.sqrt(),
+        "{s} vs {}",
+        var.sqrt()
+    );
+}
