@@ -84,7 +84,13 @@ pub fn advise(pool: &View<'_>, cfg: &AdviseConfig) -> Result<Advice, AdviseError
     let mut todo: Vec<Candidate> = cfg.candidates.clone();
     let mut kinds_seen = Vec::new();
     while let Some(candidate) = (!todo.is_empty()).then(|| todo.remove(0)) {
+        let extraction = Instant::now();
         let features = candidate_features(&candidate, &sample, cache.as_ref())?;
+        tracing::info!(
+            candidate = %candidate,
+            seconds = extraction.elapsed().as_secs_f64(),
+            "features extracted"
+        );
         let layers = cfg.layers.as_deref();
         if let Some(l) = layers {
             let blocks: Vec<&str> = features.blocks.iter().map(|b| b.0.as_str()).collect();

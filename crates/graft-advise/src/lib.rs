@@ -4,9 +4,11 @@
 pub mod advise;
 pub mod candidate;
 pub mod dissent;
+pub mod eigen;
 pub mod error;
 pub mod evaluate;
 pub mod features;
+pub mod gram;
 pub mod hscore;
 pub mod knn;
 pub mod labelled;
@@ -30,4 +32,4 @@ pub use logme::logme;
 pub use rank::spearman;
 pub use recommend::{recommend, Recommendation};
 pub use score::CandidateScore;
-pub use spectrum::Spectrum;
+pub use spectrum::{ProjectedSpectrum, Spectrum};

@@ -31,9 +31,13 @@
 //!   usually here: N images and thousands of features.
 //!
 //! The score is the mean over classes of `L / N`; all-zero features (a dead layer) get the
-//! no-signal edge's value. Cost: one [`Spectrum`] (`O(N D min(N, D) +
-//! min(N, D)^3)`), then `O(C r)` per fixed-point iteration. Everything is f64.
+//! no-signal edge's value. Cost: one eigendecomposition of the Gram matrix or of `F^T F`
+//! (`O(N D min(N, D) + min(N, D)^3)`, the Gram matrix shared with the other estimators; only
+//! the class columns' coordinates on `U` are formed), then `O(C r)` per fixed-point iteration.
+//! Everything is f64.
 
+use crate::gram::{cross, transpose_times, Block};
+use crate::spectrum::ProjectedSpectrum;
 use crate::{AdviseError, LabelledFeatures, Spectrum};
 
 /// Stop when `alpha / beta` changes by less than this (relative).
@@ -61,26 +65,48 @@ pub struct Evidence {
 /// LogME of labelled features: the mean over classes of the per-sample evidence of the class's
 /// one-hot column.
 pub fn logme(features: &LabelledFeatures<'_>) -> Result<f64, AdviseError> {
+    logme_block(&Block::new(*features))
+}
+
+/// [`logme`] of a prepared [`Block`]: the spectrum of `F F^T` (its Gram matrix) when
+/// `N <= D`, of `F^T F` otherwise, with only the class columns' coordinates.
+pub fn logme_block(block: &Block<'_>) -> Result<f64, AdviseError> {
+    let features = &block.features;
+    let (n, d) = (block.n(), block.d());
+    let ys = block.indicators();
     // Features that are all zero (a dead layer) have rank 0: only the no-signal edge remains,
     // which is the right score for features that explain nothing.
-    let spectrum = Spectrum::of(&features.matrix());
+    let not_converged = || AdviseError::Input {
+        estimator: "LogME",
+        reason: "the eigenvalue iteration did not converge".into(),
+    };
+    let owned;
+    let spectrum = if n <= d {
+        &block.gram_spectra().ok_or_else(not_converged)?.0
+    } else {
+        let fty = ys.iter().map(|y| transpose_times(&block.f, d, y)).collect();
+        owned = ProjectedSpectrum::from_cross(cross(&block.f, n, d), n, d, fty)
+            .ok_or_else(not_converged)?;
+        &owned
+    };
     let mut total = 0.0;
-    for c in 0..features.num_classes {
-        let y: Vec<f64> = features
-            .labels
-            .iter()
-            .map(|&l| f64::from(u8::from(l == c)))
-            .collect();
-        total += evidence(&spectrum, &y).per_sample;
+    for (y, x) in ys.iter().zip(&spectrum.coords) {
+        total += evidence_of(&spectrum.sigma, x, y, n, d).per_sample;
     }
     Ok(total / features.num_classes as f64)
 }
 
 /// The maximised evidence of a real-valued target `y` (length N) given the features' spectrum.
 pub fn evidence(spectrum: &Spectrum, y: &[f64]) -> Evidence {
-    let (n, d) = (spectrum.n as f64, spectrum.d as f64);
-    let sigma = &spectrum.sigma;
-    let x2: Vec<f64> = spectrum.project(y).iter().map(|v| v * v).collect();
+    let x = spectrum.project(y);
+    evidence_of(&spectrum.sigma, &x, y, spectrum.n, spectrum.d)
+}
+
+/// The maximised evidence of `y` given the non-zero `sigma` of an `n x d` feature matrix and
+/// the coordinates `x = U^T y`.
+fn evidence_of(sigma: &[f64], x: &[f64], y: &[f64], n: usize, d: usize) -> Evidence {
+    let (n_samples, n, d) = (n, n as f64, d as f64);
+    let x2: Vec<f64> = x.iter().map(|v| v * v).collect();
     let y2: f64 = y.iter().map(|v| v * v).sum::<f64>().max(FLOOR);
     let outside = (y2 - x2.iter().sum::<f64>()).max(0.0);
     let edge = n / 2.0 * (1.0 + (2.0 * std::f64::consts::PI).ln());
@@ -92,7 +118,7 @@ pub fn evidence(spectrum: &Spectrum, y: &[f64]) -> Evidence {
         iterations: 0,
     };
     // The beta -> infinity edge, when every target is fitted exactly.
-    if sigma.len() == spectrum.n {
+    if sigma.len() == n_samples {
         let q: f64 = x2
             .iter()
             .zip(sigma)

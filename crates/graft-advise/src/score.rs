@@ -1,10 +1,17 @@
 //! [`CandidateScore`]: every estimator on one (candidate, block) pair.
 
+use std::time::Instant;
+
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::features::CandidateFeatures;
+use crate::gram::Block;
+use crate::hscore::hscore_block;
+use crate::knn::knn_block;
 use crate::leep::{leep, nce, SourcePredictions};
-use crate::{hscore, knn_loo_accuracy, logme, AdviseError, LabelledFeatures};
+use crate::logme::logme_block;
+use crate::{AdviseError, LabelledFeatures};
 
 /// The estimates for one candidate source and one of its blocks.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -47,23 +54,55 @@ pub fn score_blocks(
         num_classes,
     )?;
     let (leep, nce) = (leep(&preds), nce(&preds));
-    let mut out = Vec::new();
-    for (name, values, dim) in &features.blocks {
-        if layers.is_some_and(|l| !l.iter().any(|x| x == name)) {
-            continue;
-        }
-        let f = LabelledFeatures::new("features", values, *dim, labels, num_classes)?;
-        out.push(CandidateScore {
-            checkpoint: features.candidate.to_string(),
-            layer: name.clone(),
-            logme: logme(&f)?,
-            leep,
-            hscore: hscore(&f)?,
-            knn: knn_loo_accuracy(&f, neighbours)?,
-            nce,
-            dim: *dim,
-            random: features.candidate.is_random(),
-        });
-    }
-    Ok(out)
+    // Blocks are scored in parallel (their GEMMs and eigendecompositions also use the pool);
+    // each block's Gram matrix is made once and read by every estimator.
+    features
+        .blocks
+        .par_iter()
+        .filter(|(name, _, _)| layers.map_or(true, |l| l.iter().any(|x| x == name)))
+        .map(|(name, values, dim)| {
+            let span = tracing::info_span!("block", candidate = %features.candidate, layer = %name);
+            let _enter = span.enter();
+            let f = LabelledFeatures::new("features", values, *dim, labels, num_classes)?;
+            let started = Instant::now();
+            let block = Block::new(f);
+            let gram_s = started.elapsed().as_secs_f64();
+            let ((logme, logme_s), ((hscore, hscore_s), (knn, knn_s))) = rayon::join(
+                || timed(|| logme_block(&block)),
+                || {
+                    rayon::join(
+                        || timed(|| hscore_block(&block)),
+                        || timed(|| knn_block(&block, neighbours)),
+                    )
+                },
+            );
+            tracing::info!(
+                n = block.n(),
+                dim,
+                gram_s,
+                logme_s,
+                hscore_s,
+                knn_s,
+                "block scored"
+            );
+            Ok(CandidateScore {
+                checkpoint: features.candidate.to_string(),
+                layer: name.clone(),
+                logme: logme?,
+                leep,
+                hscore: hscore?,
+                knn: knn?,
+                nce,
+                dim: *dim,
+                random: features.candidate.is_random(),
+            })
+        })
+        .collect()
+}
+
+/// `f()` and the seconds it took.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let started = Instant::now();
+    let out = f();
+    (out, started.elapsed().as_secs_f64())
 }

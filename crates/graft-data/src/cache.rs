@@ -249,9 +249,8 @@ impl FeatureCache {
             source,
         })?;
         let mut w = DatasetWriter::create(&path, self.storage, &[*dim])?;
-        for (row, &label) in values.chunks_exact(*dim).zip(labels) {
-            w.push_f32(row, label)?;
-        }
+        // One large write of the whole matrix, straight from `values`.
+        w.push_f32_rows(values, labels)?;
         let stats = w.stats();
         w.finish(&Metadata {
             class_names: class_names.clone(),

@@ -23,6 +23,35 @@ pub(crate) struct Stats {
     n: u64,
     mean: f64,
     m2: f64,
+    /// Values not yet folded in: blocks of [`STATS_BLOCK`] are folded whatever the calls
+    /// that delivered them, so the statistics do not depend on how samples were pushed.
+    pending: Vec<f32>,
+}
+
+/// From this many bytes, [`DatasetWriter::push_f32_rows`] syncs them to disk while hashing.
+const EARLY_SYNC_BYTES: usize = 1 << 20;
+
+/// Values per block of the f32 statistics.
+const STATS_BLOCK: usize = 4096;
+
+/// `(count, mean, M2)` of a block, in f64: the sum, then the squared deviations, each in
+/// four partial sums (independent chains, so the loops vectorise).
+fn block_moments(values: &[f32]) -> (u64, f64, f64) {
+    let lanes = |f: &dyn Fn(f64) -> f64| {
+        let mut acc = [0.0f64; 4];
+        let mut chunks = values.chunks_exact(4);
+        for c in &mut chunks {
+            for t in 0..4 {
+                acc[t] += f(f64::from(c[t]));
+            }
+        }
+        let tail: f64 = chunks.remainder().iter().map(|&v| f(f64::from(v))).sum();
+        (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+    };
+    let n = values.len();
+    let mean = lanes(&|v| v) / n as f64;
+    let m2 = lanes(&|v| (v - mean) * (v - mean));
+    (n as u64, mean, m2)
 }
 
 impl Stats {
@@ -33,15 +62,30 @@ impl Stats {
         }
     }
 
-    /// Welford's update, in f64.
+    /// Buffers `values`, folding every full block of [`STATS_BLOCK`] into the running
+    /// moments (Chan et al.'s pairwise combination, in f64).
     pub(crate) fn add_f32(&mut self, values: impl IntoIterator<Item = f32>) {
         for v in values {
-            let v = f64::from(v);
-            self.n += 1;
-            let d = v - self.mean;
-            self.mean += d / self.n as f64;
-            self.m2 += d * (v - self.mean);
+            self.pending.push(v);
+            if self.pending.len() == STATS_BLOCK {
+                let block = std::mem::take(&mut self.pending);
+                self.fold(&block);
+                self.pending = block;
+                self.pending.clear();
+            }
         }
+    }
+
+    fn fold(&mut self, block: &[f32]) {
+        if block.is_empty() {
+            return;
+        }
+        let (nb, mean_b, m2_b) = block_moments(block);
+        let (na, nf) = (self.n as f64, (self.n + nb) as f64);
+        let delta = mean_b - self.mean;
+        self.mean += delta * nb as f64 / nf;
+        self.m2 += m2_b + delta * delta * na * nb as f64 / nf;
+        self.n += nb;
     }
 
     /// `(mean, std)`, or `None` when no finite statistics exist.
@@ -49,10 +93,18 @@ impl Stats {
         if let Some(hist) = &self.hist {
             return crate::idx::histogram_stats(hist);
         }
-        if self.n == 0 {
+        let mut all = Stats {
+            hist: None,
+            n: self.n,
+            mean: self.mean,
+            m2: self.m2,
+            pending: Vec::new(),
+        };
+        all.fold(&self.pending);
+        if all.n == 0 {
             return None;
         }
-        let (mean, std) = (self.mean as f32, (self.m2 / self.n as f64).sqrt() as f32);
+        let (mean, std) = (all.mean as f32, (all.m2 / all.n as f64).sqrt() as f32);
         (mean.is_finite() && std.is_finite()).then_some((mean, std))
     }
 }
@@ -244,6 +296,106 @@ impl DatasetWriter {
         let result = self.push_bytes(&scratch, label);
         self.scratch = scratch;
         result
+    }
+
+    /// Appends `labels.len()` samples of `sample_len` values each (row-major `values`), as
+    /// [`push_f32`](Self::push_f32) would one by one, with the same bytes, checksum and
+    /// statistics, but as one large write: f32 samples are written straight from `values`
+    /// (their little-endian bytes, without a copy on little-endian machines), f16 samples
+    /// from one converted buffer. The checksum (FNV-1a, a serial chain through every byte)
+    /// is computed on a second thread while this one accumulates the statistics and writes
+    /// and syncs the bytes.
+    pub fn push_f32_rows(&mut self, values: &[f32], labels: &[u32]) -> Result<(), DataError> {
+        if Some(values.len()) != labels.len().checked_mul(self.sample_len) {
+            return Err(DataError::InvalidInput {
+                path: self.path.clone(),
+                reason: format!(
+                    "{} values for {} samples of {} values",
+                    values.len(),
+                    labels.len(),
+                    self.sample_len
+                ),
+            });
+        }
+        if (self.labels.len() as u64).saturating_add(labels.len() as u64) > u64::from(u32::MAX) {
+            return Err(DataError::InvalidInput {
+                path: self.path.clone(),
+                reason: format!("more than {} samples", u32::MAX),
+            });
+        }
+        let converted: Vec<u8>;
+        let bytes: &[u8] = match self.element_type {
+            ElementType::F32 if cfg!(target_endian = "little") => {
+                // SAFETY: f32 has no padding and every byte pattern is a valid u8; the slice
+                // covers exactly the values' memory, borrowed for as long as `values`.
+                unsafe {
+                    std::slice::from_raw_parts(
+                        values.as_ptr().cast::<u8>(),
+                        std::mem::size_of_val(values),
+                    )
+                }
+            }
+            ElementType::F32 => {
+                converted = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                &converted
+            }
+            ElementType::F16 => {
+                converted = values
+                    .iter()
+                    .flat_map(|&v| f32_to_f16(v).to_le_bytes())
+                    .collect();
+                &converted
+            }
+            ElementType::U8 => {
+                return Err(DataError::InvalidInput {
+                    path: self.path.clone(),
+                    reason: "f32 values pushed to a u8 data set; push bytes instead".into(),
+                })
+            }
+        };
+        let element_type = self.element_type;
+        let tmp = self.tmp.clone();
+        let err = move |source| DataError::Io {
+            path: tmp,
+            action: "write",
+            source,
+        };
+        let (hasher, stats, out) = (&mut self.hasher, &mut self.stats, &mut self.out);
+        let written = std::thread::scope(|scope| {
+            let hashing = scope.spawn(|| hasher.update(bytes));
+            match element_type {
+                // The stored values, as push_bytes reads them back.
+                ElementType::F16 => stats.add_f32(
+                    bytes
+                        .chunks_exact(2)
+                        .map(|c| crate::f16::f16_to_f32(u16::from_le_bytes([c[0], c[1]]))),
+                ),
+                _ => stats.add_f32(values.iter().copied()),
+            }
+            let written = match out.as_mut() {
+                // A large write is flushed and synced while the checksum is still being
+                // computed, so the disk works during the hash instead of after it (`finish`
+                // syncs again, for the rest).
+                Some(out) => out
+                    .write_all(bytes)
+                    .and_then(|()| {
+                        if bytes.len() >= EARLY_SYNC_BYTES {
+                            out.flush()?;
+                            out.get_ref().sync_data()?;
+                        }
+                        Ok(())
+                    })
+                    .map_err(err),
+                None => Err(err(std::io::Error::other("writer already finished"))),
+            };
+            hashing
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            written
+        });
+        written?;
+        self.labels.extend_from_slice(labels);
+        Ok(())
     }
 
     /// Writes labels, metadata and header and moves the file into place.

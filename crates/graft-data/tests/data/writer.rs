@@ -74,3 +74,90 @@ fn bad_pushes_and_abandoned_writer_leave_nothing() {
     assert!(DatasetWriter::create(dir.join("z"), ElementType::U8, &[]).is_err());
     assert!(DatasetWriter::create(dir.join("z"), ElementType::U8, &[0, 2]).is_err());
 }
+
+/// `push_f32_rows` (one large write, checksum and statistics on two threads) writes the same
+/// file as `push_f32` row by row, with the same statistics, for f32 and f16 storage.
+#[test]
+fn rows_in_one_call_equal_rows_one_by_one() {
+    let dir = TempDir::new("writer-rows");
+    let (rows, dim) = (37usize, 11usize);
+    let values: Vec<f32> = (0..rows * dim)
+        .map(|i| ((i * 7919) % 1000) as f32 / 37.0 - 13.0)
+        .collect();
+    let labels: Vec<u32> = (0..rows as u32).map(|i| i % 3).collect();
+    let meta = |stats: Option<(f32, f32)>| Metadata {
+        class_names: vec!["a".into(), "b".into(), "c".into()],
+        provenance: "rows".into(),
+        mean: stats.map(|s| s.0),
+        std: stats.map(|s| s.1),
+    };
+    for ty in [ElementType::F32, ElementType::F16] {
+        let mut one = DatasetWriter::create(dir.join("one"), ty, &[dim]).unwrap();
+        for (row, &l) in values.chunks(dim).zip(&labels) {
+            one.push_f32(row, l).unwrap();
+        }
+        let mut all = DatasetWriter::create(dir.join("all"), ty, &[dim]).unwrap();
+        // Two calls: the second continues the first's checksum and statistics.
+        all.push_f32_rows(&values[..5 * dim], &labels[..5]).unwrap();
+        all.push_f32_rows(&values[5 * dim..], &labels[5..]).unwrap();
+        assert_eq!(one.len(), all.len());
+        assert_eq!(one.stats(), all.stats());
+        let stats = one.stats();
+        one.finish(&meta(stats)).unwrap();
+        all.finish(&meta(stats)).unwrap();
+        assert_eq!(
+            std::fs::read(dir.join("one")).unwrap(),
+            std::fs::read(dir.join("all")).unwrap(),
+            "{ty:?}"
+        );
+    }
+    let mut w = DatasetWriter::create(dir.join("bad"), ElementType::F32, &[dim]).unwrap();
+    assert!(w.push_f32_rows(&values[..dim + 1], &labels[..1]).is_err());
+    let mut w = DatasetWriter::create(dir.join("u8"), ElementType::U8, &[dim]).unwrap();
+    assert!(w.push_f32_rows(&values[..dim], &labels[..1]).is_err());
+}
+
+/// The f32 statistics are folded in fixed blocks, so they are the same however the values
+/// were pushed (row by row, in one call, in uneven calls), and they match a direct two-pass
+/// computation over more values than one block.
+#[test]
+fn statistics_do_not_depend_on_how_rows_are_pushed() {
+    let dir = TempDir::new("writer-stats");
+    let (rows, dim) = (1000usize, 13usize);
+    let values: Vec<f32> = (0..rows * dim)
+        .map(|i| ((i * 104_729) % 9973) as f32 / 97.0 + 1000.0)
+        .collect();
+    let labels = vec![0u32; rows];
+    let mut one = DatasetWriter::create(dir.join("one"), ElementType::F32, &[dim]).unwrap();
+    for row in values.chunks(dim) {
+        one.push_f32(row, 0).unwrap();
+    }
+    let mut all = DatasetWriter::create(dir.join("all"), ElementType::F32, &[dim]).unwrap();
+    all.push_f32_rows(&values, &labels).unwrap();
+    let mut uneven = DatasetWriter::create(dir.join("uneven"), ElementType::F32, &[dim]).unwrap();
+    uneven
+        .push_f32_rows(&values[..333 * dim], &labels[..333])
+        .unwrap();
+    uneven
+        .push_f32_rows(&values[333 * dim..], &labels[333..])
+        .unwrap();
+    assert_eq!(one.stats(), all.stats());
+    assert_eq!(one.stats(), uneven.stats());
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let var = values
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let (m, s) = one.stats().unwrap();
+    assert!(
+        (f64::from(m) - mean).abs() <= 1e-6 * mean.abs(),
+        "{m} vs {mean}"
+    );
+    assert!(
+        (f64::from(s) - var.sqrt()).abs() <= 1e-5 * var.sqrt(),
+        "{s} vs {}",
+        var.sqrt()
+    );
+}
