@@ -157,7 +157,7 @@ impl ImportArgs {
                 ..Default::default()
             },
             images: graft_data::images::ImageFolderOptions {
-                size: (w, h),
+                size: (h, w), // (rows, columns) from WIDTHxHEIGHT
                 ..Default::default()
             },
             ..Default::default()

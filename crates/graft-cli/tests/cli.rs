@@ -515,3 +515,33 @@ fn predict_without_weights_or_with_a_bad_photo_gives_one_clear_line() {
         assert_clean_error(&o, "notes.txt");
     }
 }
+
+#[test]
+fn import_size_is_width_by_height() {
+    let dir = temp_dir("size");
+    let photo = root().join("crates/graft-transfer/tests/data/photos/chelsea.png");
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(dir.join("folder").join(class)).unwrap();
+        std::fs::copy(&photo, dir.join("folder").join(class).join("x.png")).unwrap();
+    }
+    let out = dir.join("wide.gds");
+    let folder = dir.join("folder");
+    let o = graft(&[
+        "data",
+        "import",
+        "--images",
+        folder.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--size",
+        "30x20",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = graft(&["data", "inspect", out.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["sample_shape"],
+        serde_json::json!([20, 30]),
+        "30 wide, 20 high"
+    );
+}
