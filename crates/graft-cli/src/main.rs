@@ -35,7 +35,17 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
-            ExitCode::FAILURE
+            // A sweep stopped by Ctrl-C ends with the shell's status for SIGINT, after
+            // saying where its finished runs were kept.
+            let interrupted = matches!(
+                e.downcast_ref::<graft_transfer::TransferError>(),
+                Some(graft_transfer::TransferError::SweepInterrupted { .. })
+            );
+            if interrupted {
+                ExitCode::from(130)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -205,6 +215,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Convert(a) => convert::run(&a)?,
         Command::Predict(a) => predict::run(&a)?,
         Command::Sweep(a) => {
+            graft_transfer::interrupt::install();
             let json = a.json;
             let out = graft_transfer::run_sweep(&a.into_config()?).context("sweep failed")?;
             if json {
