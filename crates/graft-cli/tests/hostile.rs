@@ -539,3 +539,121 @@ fn a_damaged_cached_data_set_is_imported_again() {
         stderr(&o)
     );
 }
+
+/// `graft sweep` with a tiny plan (fine-tune, k = 2, one job), its folders in `dir`.
+fn tiny_sweep(dir: &Path, seeds: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_graft"));
+    c.args([
+        "sweep",
+        "--strategies",
+        "fine-tune",
+        "--k",
+        "2",
+        "--jobs",
+        "1",
+    ])
+    .args(["--seeds", seeds, "--runs"])
+    .arg(dir.join("runs"))
+    .arg("--cache")
+    .arg(dir.join("cache"))
+    .current_dir(root());
+    c
+}
+
+/// (strategy, k, seed, accuracy) of every run in a report.json.
+fn report_runs(json: &serde_json::Value) -> Vec<(String, String, u64, f64)> {
+    json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["strategy"].as_str().unwrap().to_string(),
+                r["k"].to_string(),
+                r["seed"].as_u64().unwrap(),
+                r["accuracy"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_in_a_sweep_keeps_the_finished_runs_and_resume_completes_the_report() {
+    use std::io::{BufRead, BufReader};
+    let dir = temp_dir("sweep-ctrl-c");
+    // The uninterrupted sweep (it also pretrains the source network into the cache).
+    let o = tiny_sweep(&dir, "0,1,2").arg("--json").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report_runs(&whole).len(), 3);
+
+    // Ctrl-C once the first run has finished (graft logs each finished run at info level);
+    // the second run (about a second) is in progress then.
+    let mut child = tiny_sweep(&dir, "0,1,2")
+        .env("RUST_LOG", "graft_transfer::sweep=info")
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let finished = line.contains("run finished");
+        seen.push(line);
+        if finished {
+            break;
+        }
+    }
+    // SAFETY: kill(2) on the child's pid; it sends a signal and touches no memory.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    seen.extend(lines.map(|l| l.unwrap()));
+    let status = child.wait().unwrap();
+    let err = seen.join("\n");
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let last = seen.last().unwrap();
+    assert!(
+        last.starts_with("error: ")
+            && last.contains("sweep interrupted")
+            && last.contains("--resume"),
+        "{err}"
+    );
+    // The folder it names holds the finished runs, marked partial.
+    let folder = last.split("--resume ").nth(1).unwrap();
+    let folder = folder.split_whitespace().next().unwrap();
+    let partial: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(folder).join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(partial["partial"], true, "{partial}");
+    let kept = report_runs(&partial);
+    assert!((1..3).contains(&kept.len()), "{kept:?}");
+    assert_eq!(kept[..], report_runs(&whole)[..kept.len()]);
+    let md = std::fs::read_to_string(Path::new(folder).join("report.md")).unwrap();
+    assert!(
+        md.contains(&format!("{} of 3 runs finished", kept.len())),
+        "{md}"
+    );
+
+    // Resumed: the missing runs train, the report is complete and equals the uninterrupted one.
+    let o = tiny_sweep(&dir, "0,1,2")
+        .args(["--json", "--resume", folder])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resumed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(folder).join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(resumed["partial"], false);
+    assert_eq!(report_runs(&resumed), report_runs(&whole));
+    assert_eq!(resumed["test_evaluations"], 3);
+    // Resuming with another plan is refused, naming the run it does not plan.
+    let o = tiny_sweep(&dir, "0,1")
+        .args(["--resume", folder])
+        .output()
+        .unwrap();
+    assert_clean_error(&o, &["report.json", "seed 2", "--seeds"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
