@@ -657,3 +657,81 @@ fn ctrl_c_in_a_sweep_keeps_the_finished_runs_and_resume_completes_the_report() {
     assert_clean_error(&o, &["report.json", "seed 2", "--seeds"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn every_output_location_is_checked_before_training() {
+    let dir = temp_dir("locations");
+    let source = dir.join("source.safetensors");
+    mlp_checkpoint(&source, 0.5);
+    // A regular file where a folder is needed: unwritable as a folder even for root.
+    let blocker = dir.join("blocker");
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let out = dir.join("out.safetensors");
+    let transfer = |cache: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "transfer",
+            "--checkpoint",
+            s(&source),
+            "--strategy",
+            "linear-probe",
+            "--k",
+            "5",
+            "--cache",
+            s(cache),
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(extra);
+        graft(&args)
+    };
+    let state = blocker.join("state");
+    let o = transfer(&dir.join("cache"), &["--state-dir", s(&state)]);
+    assert_clean_error(
+        &o,
+        &["--state-dir", s(&state), "pass a folder you can write to"],
+    );
+    let o = transfer(&blocker, &[]);
+    assert_clean_error(
+        &o,
+        &["--cache", s(&blocker), "pass a folder you can write to"],
+    );
+    // The feature cache under a good --cache.
+    let cache = dir.join("cache2");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join("features"), b"x").unwrap();
+    let o = transfer(&cache, &["--state-dir", s(&dir.join("states"))]);
+    assert_clean_error(&o, &["feature cache", "features"]);
+    assert!(!out.exists());
+    // A sweep: nothing imported, pretrained or trained, no report folder made.
+    let runs = dir.join("runs");
+    let o = graft(&[
+        "sweep",
+        "--strategies",
+        "linear-probe",
+        "--seeds",
+        "0",
+        "--cache",
+        s(&blocker),
+        "--runs",
+        s(&runs),
+    ]);
+    assert_clean_error(&o, &["--cache", s(&blocker)]);
+    assert!(!runs.exists());
+    // A read-only folder (permissions do not bind root, who is checked with files above).
+    #[cfg(unix)]
+    if unsafe { libc::geteuid() } != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        let locked = dir.join("locked");
+        std::fs::create_dir_all(&locked).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let o = transfer(&dir.join("cache"), &["--state-dir", s(&locked)]);
+        assert_clean_error(&o, &["--state-dir", s(&locked), "cannot write there"]);
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    assert_eq!(
+        std::fs::read(&blocker).unwrap(),
+        b"not a folder",
+        "the blocker was changed"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

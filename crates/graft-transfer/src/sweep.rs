@@ -98,6 +98,10 @@ pub fn run_sweep(cfg: &SweepConfig) -> Result<SweepOutcome, TransferError> {
     check_distinct("--strategies", "strategy", &cfg.strategies, |s| {
         s.to_string()
     })?;
+    // Every output location before any training: imported data sets and the pretrained
+    // checkpoint go to the cache (the checkpoint only after pretraining).
+    crate::options::check_writable_dir("--cache", &cfg.cache_dir)?;
+    cfg.training.check_locations()?;
     if let Some(dir) = &cfg.resume {
         let prior = read_partial(cfg, dir)?;
         return for_network!(cfg.network, sweep_with(cfg, dir, prior));
