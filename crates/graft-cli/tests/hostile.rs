@@ -735,3 +735,50 @@ fn every_output_location_is_checked_before_training() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn two_sweeps_started_together_leave_two_report_folders() {
+    let dir = temp_dir("two-sweeps");
+    // Started at once, into the same --runs and the same (empty) cache: both import the data
+    // and pretrain side by side, and their folders are named in the same second.
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_graft"))
+            .args(["sweep", "--strategies", "linear-probe", "--k", "2"])
+            .args(["--seeds", "0,1", "--jobs", "1", "--json", "--runs"])
+            .arg(dir.join("runs"))
+            .arg("--cache")
+            .arg(dir.join("cache"))
+            .current_dir(root())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    for o in [&a, &b] {
+        assert!(o.status.success(), "{}", stderr(o));
+    }
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    folders.sort();
+    assert_eq!(folders.len(), 2, "{folders:?}");
+    let reports: Vec<serde_json::Value> = folders
+        .iter()
+        .map(|f| serde_json::from_slice(&std::fs::read(f.join("report.json")).unwrap()).unwrap())
+        .collect();
+    for r in &reports {
+        assert_eq!(r["partial"], false);
+        assert_eq!(report_runs(r).len(), 2);
+    }
+    // Each printed its own report, and the same seeds gave the same runs.
+    let printed: Vec<serde_json::Value> = [&a, &b]
+        .iter()
+        .map(|o| serde_json::from_slice(&o.stdout).unwrap())
+        .collect();
+    assert_eq!(report_runs(&printed[0]), report_runs(&printed[1]));
+    assert_eq!(report_runs(&reports[0]), report_runs(&reports[1]));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
