@@ -782,3 +782,60 @@ fn two_sweeps_started_together_leave_two_report_folders() {
     assert_eq!(report_runs(&reports[0]), report_runs(&reports[1]));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[cfg(unix)]
+#[test]
+fn sigterm_or_a_second_ctrl_c_removes_the_commands_own_temp_files() {
+    for (name, signals, code) in [
+        ("term", &[libc::SIGTERM][..], 143),
+        ("int-int", &[libc::SIGINT, libc::SIGINT][..], 130),
+    ] {
+        let dir = temp_dir(&format!("signal-{name}"));
+        // A fresh cache: the sweep imports and pretrains for a second or two first.
+        let mut child = tiny_sweep(&dir, "0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Temporary files as graft's writers name them: this process's, mid-write, and one
+        // of another live process (pid 1), which must stay.
+        let pid = child.id();
+        let (cache, runs) = (dir.join("cache"), dir.join("runs"));
+        std::fs::create_dir_all(cache.join("features")).unwrap();
+        std::fs::create_dir_all(&runs).unwrap();
+        let mine = [
+            cache.join(format!("animals.gds.tmp-{pid}-0")),
+            cache.join("features").join(format!("f.gds.tmp-{pid}-3")),
+            runs.join(format!("report.json.tmp-{pid}-1")),
+        ];
+        let other = cache.join("x.gds.tmp-1-0");
+        for f in mine.iter().chain([&other]) {
+            std::fs::write(f, b"partial").unwrap();
+        }
+        // The run folder is made once the command has started (signal thread included).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::fs::read_dir(&runs)
+            .unwrap()
+            .flatten()
+            .all(|e| !e.path().is_dir())
+        {
+            assert!(std::time::Instant::now() < deadline, "no run folder");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        for &sig in signals {
+            // SAFETY: kill(2) on the child's pid; it sends a signal and touches no memory.
+            assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{name}");
+        for f in &mine {
+            assert!(!f.exists(), "{name}: {} left", f.display());
+        }
+        assert!(
+            other.exists(),
+            "{name}: another process's temp file removed"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

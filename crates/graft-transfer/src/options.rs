@@ -34,7 +34,8 @@ pub struct TrainOptions {
     /// Folder of the linear-probe feature cache; `None` extracts features in memory.
     pub feature_cache: Option<PathBuf>,
     /// Stop cleanly (saving the state) when Ctrl-C was pressed
-    /// ([`crate::interrupt::install`] must have been called).
+    /// ([`crate::interrupt::install`] must have been called, or a binary calls
+    /// [`crate::interrupt::request`] on Ctrl-C).
     pub stop_on_interrupt: bool,
 }
 
