@@ -270,6 +270,7 @@ pub fn run_fortunes_sweep(cfg: &TextSweepConfig) -> Result<TextSweepOutcome, Tex
         summary,
         partial: false,
         runs_planned,
+        training: "frozen sentence embeddings, a new linear head per run (graft-text)".into(),
     };
     let dir = graft_transfer::sweep::create_run_dir(&cfg.runs_dir, "fortunes")?;
     report::write(&report, &dir)?;

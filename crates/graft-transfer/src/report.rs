@@ -124,6 +124,9 @@ pub struct Report {
     /// Runs the sweep planned (strategies x label budgets x seeds); equal to the number of
     /// results unless `partial`.
     pub runs_planned: usize,
+    /// How every run trained (optimiser, learning-rate schedule, early stopping); `--resume`
+    /// refuses a report whose runs trained otherwise.
+    pub training: String,
 }
 
 /// Summarises `results` per (k, strategy), in the order first seen.

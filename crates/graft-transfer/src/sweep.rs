@@ -136,6 +136,8 @@ fn read_partial(cfg: &SweepConfig, dir: &Path) -> Result<Vec<RunRecord>, Transfe
     struct Prior {
         protocol: String,
         network: String,
+        #[serde(default)]
+        training: String,
         results: Vec<RunRecord>,
     }
     let path = dir.join("report.json");
@@ -161,6 +163,15 @@ fn read_partial(cfg: &SweepConfig, dir: &Path) -> Result<Vec<RunRecord>, Transfe
             cfg.protocol.name()
         )));
     }
+    if prior.training != training_description(&cfg.training) {
+        return Err(TransferError::Config(format!(
+            "{}: its runs trained with {}, this sweep's would train with {}; resume with the \
+             same --optimizer, --schedule and --early-stopping",
+            path.display(),
+            prior.training,
+            training_description(&cfg.training)
+        )));
+    }
     let plan = planned_runs(cfg);
     for r in &prior.results {
         if !plan.contains(&(r.strategy.clone(), r.k, r.seed)) {
@@ -175,6 +186,18 @@ fn read_partial(cfg: &SweepConfig, dir: &Path) -> Result<Vec<RunRecord>, Transfe
         }
     }
     Ok(prior.results)
+}
+
+/// How a sweep's runs train, as recorded in its report and compared by `--resume`.
+fn training_description(t: &TrainOptions) -> String {
+    let early = t
+        .early_stopping
+        .as_ref()
+        .map_or("no early stopping".to_string(), |e| format!("{e:?}"));
+    format!(
+        "optimizer {:?}, schedule {:?}, {early}",
+        t.optimizer, t.lr_schedule
+    )
 }
 
 fn network_name<B: Backbone<F>, const F: usize>() -> String {
@@ -476,6 +499,7 @@ fn sweep_with<B: Backbone<F> + Sync, const F: usize>(
         summary,
         partial,
         runs_planned: tasks.len(),
+        training: training_description(&cfg.training),
     };
     report::write(&report, dir)?;
     if partial {

@@ -217,6 +217,18 @@ fn an_interrupted_sweep_resumed_gives_the_report_of_an_uninterrupted_one() {
         .unwrap()
         .contains("Partial report"));
 
+    // A report whose runs trained otherwise is refused, naming the options.
+    let e = run_sweep(&SweepConfig {
+        resume: Some(dir.clone()),
+        training: graft_transfer::options::TrainOptions {
+            lr_schedule: "cosine".parse().unwrap(),
+            ..Default::default()
+        },
+        ..cfg.clone()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("--schedule") && e.contains("report.json"), "{e}");
     // A report of another plan is refused, naming the run it does not plan.
     let e = run_sweep(&SweepConfig {
         resume: Some(dir.clone()),
