@@ -80,6 +80,10 @@ pub fn run(a: &AdviseArgs) -> Result<()> {
         a.k
     );
     let cfg = a.config()?;
+    // The feature cache is written after every extraction: a bad one fails before them.
+    if let Some(dir) = &cfg.cache_dir {
+        graft_transfer::options::check_writable_dir("--cache (advise feature cache)", dir)?;
+    }
     let path = Path::new(&a.target);
     let advice = match a.target.parse::<Protocol>() {
         Ok(protocol) if !path.exists() => {

@@ -393,6 +393,11 @@ pub struct SweepArgs {
     /// Folder receiving `<run id>/report.json` and `report.md`.
     #[arg(long, default_value = "runs")]
     pub runs: PathBuf,
+    /// The report folder of an interrupted sweep (Ctrl-C leaves a partial report): reuse its
+    /// finished runs, train only the missing ones (same options as the first call) and
+    /// complete the report there.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
     /// Print the whole report as JSON instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -416,6 +421,8 @@ impl SweepArgs {
                 .jobs
                 .unwrap_or_else(graft_transfer::sweep::default_jobs),
             training: self.optim.sweep_options(),
+            resume: self.resume,
+            stop_after: None,
         })
     }
 }

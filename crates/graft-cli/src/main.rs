@@ -7,6 +7,7 @@ mod convert;
 mod embed;
 mod fortunes;
 mod predict;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,7 @@ use args::{Cli, Command, DataCommand};
 
 fn main() -> ExitCode {
     unix_signals();
+    signals::start();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -35,7 +37,17 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
-            ExitCode::FAILURE
+            // A sweep stopped by Ctrl-C ends with the shell's status for SIGINT, after
+            // saying where its finished runs were kept.
+            let interrupted = matches!(
+                e.downcast_ref::<graft_transfer::TransferError>(),
+                Some(graft_transfer::TransferError::SweepInterrupted { .. })
+            );
+            if interrupted {
+                ExitCode::from(130)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -91,7 +103,29 @@ fn summary_json(s: &graft_data::ops::Summary) -> serde_json::Value {
     })
 }
 
+/// The folders `command` writes into, searched for its temporary files on Ctrl-C/SIGTERM.
+fn record_outputs(command: &Command) {
+    use signals::{outputs, parent};
+    match command {
+        Command::Data(DataCommand::Import(a)) => outputs([parent(&a.out)]),
+        Command::Data(DataCommand::Split(a)) => {
+            outputs([parent(&a.train_out), parent(&a.test_out)])
+        }
+        Command::Pretrain(a) => outputs([a.loc.cache.as_path(), parent(&a.out)]),
+        Command::Transfer(a) => {
+            outputs([a.loc.cache.as_path(), parent(&a.out)]);
+            outputs(a.training.state_dir.as_deref());
+        }
+        Command::Advise(a) => outputs([a.loc.cache.as_path()]),
+        Command::Embed(a) => outputs([a.cache.as_path(), parent(&a.out)]),
+        Command::Convert(a) => outputs([parent(&a.output)]),
+        Command::Sweep(a) => outputs([a.loc.cache.as_path(), a.runs.as_path()]),
+        _ => {}
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
+    record_outputs(&cli.command);
     match cli.command {
         Command::Devices => {
             let devices = graft_cuda::probe();
@@ -159,7 +193,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Transfer(a) => {
-            graft_transfer::interrupt::install();
+            signals::stop_training_on_ctrl_c();
             let r = graft_transfer::tasks::transfer(&graft_transfer::tasks::TransferRequest {
                 protocol: a.protocol,
                 network: a.model,
@@ -205,6 +239,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Convert(a) => convert::run(&a)?,
         Command::Predict(a) => predict::run(&a)?,
         Command::Sweep(a) => {
+            signals::stop_training_on_ctrl_c();
             let json = a.json;
             let out = graft_transfer::run_sweep(&a.into_config()?).context("sweep failed")?;
             if json {

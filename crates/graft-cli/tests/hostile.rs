@@ -539,3 +539,303 @@ fn a_damaged_cached_data_set_is_imported_again() {
         stderr(&o)
     );
 }
+
+/// `graft sweep` with a tiny plan (fine-tune, k = 2, one job), its folders in `dir`.
+fn tiny_sweep(dir: &Path, seeds: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_graft"));
+    c.args([
+        "sweep",
+        "--strategies",
+        "fine-tune",
+        "--k",
+        "2",
+        "--jobs",
+        "1",
+    ])
+    .args(["--seeds", seeds, "--runs"])
+    .arg(dir.join("runs"))
+    .arg("--cache")
+    .arg(dir.join("cache"))
+    .current_dir(root());
+    c
+}
+
+/// (strategy, k, seed, accuracy) of every run in a report.json.
+fn report_runs(json: &serde_json::Value) -> Vec<(String, String, u64, f64)> {
+    json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["strategy"].as_str().unwrap().to_string(),
+                r["k"].to_string(),
+                r["seed"].as_u64().unwrap(),
+                r["accuracy"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_in_a_sweep_keeps_the_finished_runs_and_resume_completes_the_report() {
+    use std::io::{BufRead, BufReader};
+    let dir = temp_dir("sweep-ctrl-c");
+    // The uninterrupted sweep (it also pretrains the source network into the cache).
+    let o = tiny_sweep(&dir, "0,1,2").arg("--json").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report_runs(&whole).len(), 3);
+
+    // Ctrl-C once the first run has finished (graft logs each finished run at info level);
+    // the second run (about a second) is in progress then.
+    let mut child = tiny_sweep(&dir, "0,1,2")
+        .env("RUST_LOG", "graft_transfer::sweep=info")
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let finished = line.contains("run finished");
+        seen.push(line);
+        if finished {
+            break;
+        }
+    }
+    // SAFETY: kill(2) on the child's pid; it sends a signal and touches no memory.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    seen.extend(lines.map(|l| l.unwrap()));
+    let status = child.wait().unwrap();
+    let err = seen.join("\n");
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let last = seen.last().unwrap();
+    assert!(
+        last.starts_with("error: ")
+            && last.contains("sweep interrupted")
+            && last.contains("--resume"),
+        "{err}"
+    );
+    // The folder it names holds the finished runs, marked partial.
+    let folder = last.split("--resume ").nth(1).unwrap();
+    let folder = folder.split_whitespace().next().unwrap();
+    let partial: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(folder).join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(partial["partial"], true, "{partial}");
+    let kept = report_runs(&partial);
+    assert!((1..3).contains(&kept.len()), "{kept:?}");
+    assert_eq!(kept[..], report_runs(&whole)[..kept.len()]);
+    let md = std::fs::read_to_string(Path::new(folder).join("report.md")).unwrap();
+    assert!(
+        md.contains(&format!("{} of 3 runs finished", kept.len())),
+        "{md}"
+    );
+
+    // Resumed: the missing runs train, the report is complete and equals the uninterrupted one.
+    let o = tiny_sweep(&dir, "0,1,2")
+        .args(["--json", "--resume", folder])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resumed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(folder).join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(resumed["partial"], false);
+    assert_eq!(report_runs(&resumed), report_runs(&whole));
+    assert_eq!(resumed["test_evaluations"], 3);
+    // Resuming with another plan is refused, naming the run it does not plan.
+    let o = tiny_sweep(&dir, "0,1")
+        .args(["--resume", folder])
+        .output()
+        .unwrap();
+    assert_clean_error(&o, &["report.json", "seed 2", "--seeds"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_output_location_is_checked_before_training() {
+    let dir = temp_dir("locations");
+    let source = dir.join("source.safetensors");
+    mlp_checkpoint(&source, 0.5);
+    // A regular file where a folder is needed: unwritable as a folder even for root.
+    let blocker = dir.join("blocker");
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let out = dir.join("out.safetensors");
+    let transfer = |cache: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "transfer",
+            "--checkpoint",
+            s(&source),
+            "--strategy",
+            "linear-probe",
+            "--k",
+            "5",
+            "--cache",
+            s(cache),
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(extra);
+        graft(&args)
+    };
+    let state = blocker.join("state");
+    let o = transfer(&dir.join("cache"), &["--state-dir", s(&state)]);
+    assert_clean_error(
+        &o,
+        &["--state-dir", s(&state), "pass a folder you can write to"],
+    );
+    let o = transfer(&blocker, &[]);
+    assert_clean_error(
+        &o,
+        &["--cache", s(&blocker), "pass a folder you can write to"],
+    );
+    // The feature cache under a good --cache.
+    let cache = dir.join("cache2");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join("features"), b"x").unwrap();
+    let o = transfer(&cache, &["--state-dir", s(&dir.join("states"))]);
+    assert_clean_error(&o, &["feature cache", "features"]);
+    assert!(!out.exists());
+    // A sweep: nothing imported, pretrained or trained, no report folder made.
+    let runs = dir.join("runs");
+    let o = graft(&[
+        "sweep",
+        "--strategies",
+        "linear-probe",
+        "--seeds",
+        "0",
+        "--cache",
+        s(&blocker),
+        "--runs",
+        s(&runs),
+    ]);
+    assert_clean_error(&o, &["--cache", s(&blocker)]);
+    assert!(!runs.exists());
+    // A read-only folder (permissions do not bind root, who is checked with files above).
+    #[cfg(unix)]
+    if unsafe { libc::geteuid() } != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        let locked = dir.join("locked");
+        std::fs::create_dir_all(&locked).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let o = transfer(&dir.join("cache"), &["--state-dir", s(&locked)]);
+        assert_clean_error(&o, &["--state-dir", s(&locked), "cannot write there"]);
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    assert_eq!(
+        std::fs::read(&blocker).unwrap(),
+        b"not a folder",
+        "the blocker was changed"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn two_sweeps_started_together_leave_two_report_folders() {
+    let dir = temp_dir("two-sweeps");
+    // Started at once, into the same --runs and the same (empty) cache: both import the data
+    // and pretrain side by side, and their folders are named in the same second.
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_graft"))
+            .args(["sweep", "--strategies", "linear-probe", "--k", "2"])
+            .args(["--seeds", "0,1", "--jobs", "1", "--json", "--runs"])
+            .arg(dir.join("runs"))
+            .arg("--cache")
+            .arg(dir.join("cache"))
+            .current_dir(root())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    for o in [&a, &b] {
+        assert!(o.status.success(), "{}", stderr(o));
+    }
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    folders.sort();
+    assert_eq!(folders.len(), 2, "{folders:?}");
+    let reports: Vec<serde_json::Value> = folders
+        .iter()
+        .map(|f| serde_json::from_slice(&std::fs::read(f.join("report.json")).unwrap()).unwrap())
+        .collect();
+    for r in &reports {
+        assert_eq!(r["partial"], false);
+        assert_eq!(report_runs(r).len(), 2);
+    }
+    // Each printed its own report, and the same seeds gave the same runs.
+    let printed: Vec<serde_json::Value> = [&a, &b]
+        .iter()
+        .map(|o| serde_json::from_slice(&o.stdout).unwrap())
+        .collect();
+    assert_eq!(report_runs(&printed[0]), report_runs(&printed[1]));
+    assert_eq!(report_runs(&reports[0]), report_runs(&reports[1]));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_or_a_second_ctrl_c_removes_the_commands_own_temp_files() {
+    for (name, signals, code) in [
+        ("term", &[libc::SIGTERM][..], 143),
+        ("int-int", &[libc::SIGINT, libc::SIGINT][..], 130),
+    ] {
+        let dir = temp_dir(&format!("signal-{name}"));
+        // A fresh cache: the sweep imports and pretrains for a second or two first.
+        let mut child = tiny_sweep(&dir, "0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Temporary files as graft's writers name them: this process's, mid-write, and one
+        // of another live process (pid 1), which must stay.
+        let pid = child.id();
+        let (cache, runs) = (dir.join("cache"), dir.join("runs"));
+        std::fs::create_dir_all(cache.join("features")).unwrap();
+        std::fs::create_dir_all(&runs).unwrap();
+        let mine = [
+            cache.join(format!("animals.gds.tmp-{pid}-0")),
+            cache.join("features").join(format!("f.gds.tmp-{pid}-3")),
+            runs.join(format!("report.json.tmp-{pid}-1")),
+        ];
+        let other = cache.join("x.gds.tmp-1-0");
+        for f in mine.iter().chain([&other]) {
+            std::fs::write(f, b"partial").unwrap();
+        }
+        // The run folder is made once the command has started (signal thread included).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::fs::read_dir(&runs)
+            .unwrap()
+            .flatten()
+            .all(|e| !e.path().is_dir())
+        {
+            assert!(std::time::Instant::now() < deadline, "no run folder");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        for &sig in signals {
+            // SAFETY: kill(2) on the child's pid; it sends a signal and touches no memory.
+            assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{name}");
+        for f in &mine {
+            assert!(!f.exists(), "{name}: {} left", f.display());
+        }
+        assert!(
+            other.exists(),
+            "{name}: another process's temp file removed"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -237,6 +237,7 @@ pub fn run_fortunes_sweep(cfg: &TextSweepConfig) -> Result<TextSweepOutcome, Tex
         }
     }
     let summary = report::summarize(&results);
+    let runs_planned = results.len();
     let smallest = pool.class_counts().into_iter().min().unwrap_or(0);
     let report = Report {
         graft_version: env!("CARGO_PKG_VERSION").into(),
@@ -267,6 +268,9 @@ pub fn run_fortunes_sweep(cfg: &TextSweepConfig) -> Result<TextSweepOutcome, Tex
         results,
         verdicts: report::verdicts(&summary),
         summary,
+        partial: false,
+        runs_planned,
+        training: "frozen sentence embeddings, a new linear head per run (graft-text)".into(),
     };
     let dir = graft_transfer::sweep::create_run_dir(&cfg.runs_dir, "fortunes")?;
     report::write(&report, &dir)?;

@@ -43,7 +43,7 @@ pub const DEFAULT_GRID_G_PER_KWH: f64 = 475.0;
 pub const JOULES_PER_KWH: f64 = 3.6e6;
 
 /// Where an energy figure came from.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum EnergySource {
     /// Measured with RAPL package counters.

@@ -41,6 +41,21 @@ pub enum TransferError {
         /// The training-state file written, if a state folder was given.
         saved_to: Option<PathBuf>,
     },
+    /// A sweep was stopped (Ctrl-C) before every run finished; the finished runs are kept
+    /// in a partial report.
+    #[error(
+        "sweep interrupted: {finished} of {planned} runs finished, kept in {}/report.json \
+         (marked partial); run the same command with --resume {} to train only the missing runs",
+        dir.display(), dir.display()
+    )]
+    SweepInterrupted {
+        /// Runs finished (including any reused from an earlier partial report).
+        finished: usize,
+        /// Runs planned.
+        planned: usize,
+        /// The folder holding the partial report.
+        dir: PathBuf,
+    },
     /// Inputs of the wrong width.
     #[error("{0}")]
     Shape(String),

@@ -15,6 +15,13 @@ pub fn requested() -> bool {
     REQUESTED.load(Ordering::Relaxed)
 }
 
+/// Asks the training loops to stop, as Ctrl-C does; returns whether a stop was already
+/// requested. For a binary that receives signals itself (graft-cli's signal thread) instead
+/// of through [`install`].
+pub fn request() -> bool {
+    REQUESTED.swap(true, Ordering::SeqCst)
+}
+
 /// Installs the SIGINT handler (idempotent). Call it from a binary, not from a library.
 pub fn install() {
     #[cfg(unix)]

@@ -34,8 +34,49 @@ pub struct TrainOptions {
     /// Folder of the linear-probe feature cache; `None` extracts features in memory.
     pub feature_cache: Option<PathBuf>,
     /// Stop cleanly (saving the state) when Ctrl-C was pressed
-    /// ([`crate::interrupt::install`] must have been called).
+    /// ([`crate::interrupt::install`] must have been called, or a binary calls
+    /// [`crate::interrupt::request`] on Ctrl-C).
     pub stop_on_interrupt: bool,
+}
+
+impl TrainOptions {
+    /// Checks, before any training, that the training-state folder and the feature cache can
+    /// be written (made if missing), so that a bad location fails at once rather than when
+    /// the first state or features are saved.
+    pub fn check_locations(&self) -> Result<(), TransferError> {
+        if let Some(dir) = &self.state_dir {
+            check_writable_dir("--state-dir (training-state folder)", dir)?;
+        }
+        if let Some(dir) = &self.feature_cache {
+            check_writable_dir("--cache (linear-probe feature cache)", dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// Makes `dir` if missing and checks a file can be created in it (a probe file, removed at
+/// once). `what` names the option in the one-line error.
+pub fn check_writable_dir(what: &str, dir: &Path) -> Result<(), TransferError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        TransferError::Config(format!(
+            "{what} {}: cannot make the folder ({e}); pass a folder you can write to",
+            dir.display()
+        ))
+    })?;
+    let probe = dir.join(format!(".graft-write-check-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+        .map_err(|e| {
+            TransferError::Config(format!(
+                "{what} {}: cannot write there ({e}); pass a folder you can write to",
+                dir.display()
+            ))
+        })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// FNV-1a 64 of every parameter's name and value bits.

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::energy::EnergySource;
 use crate::pretrain::PretrainInfo;
@@ -12,8 +12,9 @@ use crate::train::CurvePoint;
 use crate::TransferError;
 
 /// One training run: a strategy at a label budget with a seed. Field names are a stable
-/// contract; later reports add fields, never rename these.
-#[derive(Debug, Clone, Serialize)]
+/// contract; later reports add fields, never rename these. Read back by `graft sweep
+/// --resume`, which reuses the records of a partial report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
     /// Protocol id (`animals`).
     pub protocol: String,
@@ -117,6 +118,15 @@ pub struct Report {
     pub summary: Vec<SummaryRow>,
     /// Plain-language conclusions, one per label budget.
     pub verdicts: Vec<String>,
+    /// Whether the sweep was interrupted before every planned run finished: `results` then
+    /// holds only the finished runs, and `graft sweep --resume <folder>` trains the rest.
+    pub partial: bool,
+    /// Runs the sweep planned (strategies x label budgets x seeds); equal to the number of
+    /// results unless `partial`.
+    pub runs_planned: usize,
+    /// How every run trained (optimiser, learning-rate schedule, early stopping); `--resume`
+    /// refuses a report whose runs trained otherwise.
+    pub training: String,
 }
 
 /// Summarises `results` per (k, strategy), in the order first seen.
@@ -299,6 +309,16 @@ pub fn markdown(report: &Report) -> String {
         "Seeds {:?}; k-shot draws and batch orders use {}. Accuracy is on the untouched target test split, mean ± sample std over seeds; \"vs scratch\" is the mean paired difference (same seed, same k-shot set).\n",
         report.seeds, report.rng
     );
+    if report.partial {
+        let _ = writeln!(
+            s,
+            "**Partial report: the sweep was interrupted; {} of {} runs finished.** The rows \
+             below cover only those; `graft sweep --resume <this folder>` (with the same \
+             options) trains the missing runs and completes it.\n",
+            report.results.len(),
+            report.runs_planned
+        );
+    }
     let _ = writeln!(s, "```text\n{}```\n", table(report));
     let source = report
         .results
@@ -373,7 +393,8 @@ fn devices_line(results: &[RunRecord]) -> String {
 }
 
 /// Writes `report.json`, `report.md`, `report.csv` (one row per run) and the plot
-/// `accuracy.png` / `accuracy.svg` into `dir` (each atomically) and returns `dir`.
+/// `accuracy.png` / `accuracy.svg` (when there is a run) into `dir` (each atomically) and
+/// returns `dir`.
 pub fn write(report: &Report, dir: &Path) -> Result<PathBuf, TransferError> {
     let json = serde_json::to_vec_pretty(report)
         .map_err(|e| TransferError::Config(format!("cannot serialise the report: {e}")))?;
@@ -420,12 +441,15 @@ pub fn write(report: &Report, dir: &Path) -> Result<PathBuf, TransferError> {
         report.network,
         report.seeds.len()
     );
-    crate::plot::accuracy_vs_labels(
-        &title,
-        &series,
-        &dir.join("accuracy.png"),
-        &dir.join("accuracy.svg"),
-    )?;
+    // A partial report of a sweep interrupted before its first run has nothing to draw.
+    if !report.results.is_empty() {
+        crate::plot::accuracy_vs_labels(
+            &title,
+            &series,
+            &dir.join("accuracy.png"),
+            &dir.join("accuracy.svg"),
+        )?;
+    }
     Ok(dir.to_path_buf())
 }
 

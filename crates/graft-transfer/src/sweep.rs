@@ -50,6 +50,13 @@ pub struct SweepConfig {
     /// How every run trains: optimiser, schedule, early stopping (training-state files and
     /// resumption are for single runs; leave them `None` here).
     pub training: TrainOptions,
+    /// A report folder of an earlier, interrupted sweep with the same plan: its finished
+    /// runs are reused, only the missing ones train, and the complete report replaces the
+    /// partial one there. `None` makes a new report folder.
+    pub resume: Option<PathBuf>,
+    /// Stop as Ctrl-C does once this many runs have finished in this call (a deterministic
+    /// stand-in for Ctrl-C in tests); `None` runs every run.
+    pub stop_after: Option<usize>,
 }
 
 /// One run per core: on small batches two single-threaded runs side by side do more work
@@ -91,14 +98,110 @@ pub fn run_sweep(cfg: &SweepConfig) -> Result<SweepOutcome, TransferError> {
     check_distinct("--strategies", "strategy", &cfg.strategies, |s| {
         s.to_string()
     })?;
+    // Every output location before any training: imported data sets and the pretrained
+    // checkpoint go to the cache (the checkpoint only after pretraining).
+    crate::options::check_writable_dir("--cache", &cfg.cache_dir)?;
+    cfg.training.check_locations()?;
+    if let Some(dir) = &cfg.resume {
+        let prior = read_partial(cfg, dir)?;
+        return for_network!(cfg.network, sweep_with(cfg, dir, prior));
+    }
     // The report's folder is made first: an unwritable --runs fails before any training.
     let dir = create_run_dir(&cfg.runs_dir, cfg.protocol.name())?;
-    let outcome = for_network!(cfg.network, sweep_with(cfg, &dir));
+    let outcome = for_network!(cfg.network, sweep_with(cfg, &dir, Vec::new()));
     if outcome.is_err() {
-        // Nothing was written into it; an empty folder would only look like a lost report.
+        // When nothing was written into it (an error, not an interruption), an empty folder
+        // would only look like a lost report.
         let _ = std::fs::remove_dir(&dir);
     }
     outcome
+}
+
+/// The (strategy, label budget, seed) of every planned run, in report order.
+fn planned_runs(cfg: &SweepConfig) -> Vec<(String, Option<usize>, u64)> {
+    let mut out = Vec::new();
+    for &k in &cfg.ks {
+        for &seed in &cfg.seeds {
+            for s in &cfg.strategies {
+                out.push((s.to_string(), k, seed));
+            }
+        }
+    }
+    out
+}
+
+/// The finished runs recorded in `dir/report.json`, checked against `cfg`'s plan.
+fn read_partial(cfg: &SweepConfig, dir: &Path) -> Result<Vec<RunRecord>, TransferError> {
+    #[derive(serde::Deserialize)]
+    struct Prior {
+        protocol: String,
+        network: String,
+        #[serde(default)]
+        training: String,
+        results: Vec<RunRecord>,
+    }
+    let path = dir.join("report.json");
+    let bytes = std::fs::read(&path).map_err(|source| TransferError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let prior: Prior = serde_json::from_slice(&bytes).map_err(|e| {
+        TransferError::Config(format!(
+            "{}: not a graft sweep report ({e}); --resume takes the folder of an interrupted \
+             `graft sweep`",
+            path.display()
+        ))
+    })?;
+    let network = for_network!(cfg.network, network_name());
+    if prior.protocol != cfg.protocol.name() || prior.network != network {
+        return Err(TransferError::Config(format!(
+            "{}: a sweep of protocol {} with {}, not {} with {network}; resume with the same \
+             --protocol and --model",
+            path.display(),
+            prior.protocol,
+            prior.network,
+            cfg.protocol.name()
+        )));
+    }
+    if prior.training != training_description(&cfg.training) {
+        return Err(TransferError::Config(format!(
+            "{}: its runs trained with {}, this sweep's would train with {}; resume with the \
+             same --optimizer, --schedule and --early-stopping",
+            path.display(),
+            prior.training,
+            training_description(&cfg.training)
+        )));
+    }
+    let plan = planned_runs(cfg);
+    for r in &prior.results {
+        if !plan.contains(&(r.strategy.clone(), r.k, r.seed)) {
+            return Err(TransferError::Config(format!(
+                "{}: holds a run ({} k={} seed {}) this sweep does not plan; resume with the \
+                 same --strategies, --k and --seeds",
+                path.display(),
+                r.strategy,
+                r.k.map_or("all".into(), |k| k.to_string()),
+                r.seed
+            )));
+        }
+    }
+    Ok(prior.results)
+}
+
+/// How a sweep's runs train, as recorded in its report and compared by `--resume`.
+fn training_description(t: &TrainOptions) -> String {
+    let early = t
+        .early_stopping
+        .as_ref()
+        .map_or("no early stopping".to_string(), |e| format!("{e:?}"));
+    format!(
+        "optimizer {:?}, schedule {:?}, {early}",
+        t.optimizer, t.lr_schedule
+    )
+}
+
+fn network_name<B: Backbone<F>, const F: usize>() -> String {
+    B::NAME.to_string()
 }
 
 /// Errors naming the first value `values` holds twice: a repeated seed is not an
@@ -216,6 +319,7 @@ fn monitor_set(
 fn sweep_with<B: Backbone<F> + Sync, const F: usize>(
     cfg: &SweepConfig,
     dir: &Path,
+    prior: Vec<RunRecord>,
 ) -> Result<SweepOutcome, TransferError> {
     let ds = cfg.protocol.open(&cfg.data, &cfg.cache_dir)?;
     let (pretrained, pretraining) =
@@ -251,8 +355,22 @@ fn sweep_with<B: Backbone<F> + Sync, const F: usize>(
     let tasks: Vec<(usize, Strategy)> = (0..groups.len())
         .flat_map(|g| cfg.strategies.iter().map(move |&s| (g, s)))
         .collect();
+    // Runs an earlier, interrupted call finished are taken as they are; only the rest train.
+    let mut reused = Vec::new();
+    let mut todo = Vec::new();
+    for (index, &(g, strategy)) in tasks.iter().enumerate() {
+        let (k, seed, name) = (groups[g].k, groups[g].seed, strategy.to_string());
+        match prior
+            .iter()
+            .find(|r| r.k == k && r.seed == seed && r.strategy == name)
+        {
+            Some(r) => reused.push((index, r.clone())),
+            None => todo.push((index, (g, strategy))),
+        }
+    }
     let bar = progress_bar(tasks.len() as u64, "runs");
-    let jobs = cfg.jobs.clamp(1, tasks.len().max(1));
+    bar.inc(reused.len() as u64);
+    let jobs = cfg.jobs.clamp(1, todo.len().max(1));
     let threads_per_job = (default_jobs() / jobs).max(1);
     // RAPL counts the whole package: with runs side by side it cannot be split between
     // them, so energy is then estimated from each run's FLOPs (the report says which).
@@ -261,9 +379,23 @@ fn sweep_with<B: Backbone<F> + Sync, const F: usize>(
     } else {
         None
     });
-    let queue = Mutex::new(tasks.iter().enumerate());
+    let queue = Mutex::new(todo.iter());
     let done: Mutex<Vec<(usize, RunRecord)>> = Mutex::new(Vec::with_capacity(tasks.len()));
     let failed: Mutex<Option<TransferError>> = Mutex::new(None);
+    // Ctrl-C (or `stop_after`): no new run starts, runs in progress stop between steps and
+    // are dropped, the finished ones go into a partial report.
+    let trained = AtomicUsize::new(0);
+    let stopped = std::sync::atomic::AtomicBool::new(false);
+    let stop_now = || {
+        crate::interrupt::requested()
+            || cfg
+                .stop_after
+                .is_some_and(|n| trained.load(Ordering::SeqCst) >= n)
+    };
+    let training = TrainOptions {
+        stop_on_interrupt: true,
+        ..cfg.training.clone()
+    };
     let worker = || -> Result<(), TransferError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads_per_job)
@@ -275,15 +407,35 @@ fn sweep_with<B: Backbone<F> + Sync, const F: usize>(
             if lock(&failed).is_some() {
                 return Ok(());
             }
-            let Some((index, &(g, strategy))) = lock(&queue).next() else {
+            if stop_now() {
+                stopped.store(true, Ordering::SeqCst);
+                return Ok(());
+            }
+            let Some(&(index, (g, strategy))) = lock(&queue).next() else {
                 return Ok(());
             };
             let group = &groups[g];
             let record = pool.install(|| {
-                run_one::<B, F>(cfg, &pretrained, group, strategy, &test, &meter, &bar)
+                run_one::<B, F>(
+                    cfg,
+                    &training,
+                    &pretrained,
+                    group,
+                    strategy,
+                    &test,
+                    &meter,
+                    &bar,
+                )
             });
             match record {
-                Ok(r) => lock(&done).push((index, r)),
+                Ok(r) => {
+                    lock(&done).push((index, r));
+                    trained.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(TransferError::Interrupted { .. }) => {
+                    stopped.store(true, Ordering::SeqCst);
+                    return Ok(());
+                }
                 Err(e) => {
                     lock(&failed).get_or_insert(e);
                     return Ok(());
@@ -310,10 +462,24 @@ fn sweep_with<B: Backbone<F> + Sync, const F: usize>(
         bar.abandon();
         return Err(e);
     }
+    let trained_here = trained.load(Ordering::SeqCst);
     let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.extend(reused);
     done.sort_by_key(|(i, _)| *i);
     let results: Vec<RunRecord> = done.into_iter().map(|(_, r)| r).collect();
-    bar.finish_and_clear();
+    let partial = results.len() < tasks.len();
+    if partial && !stopped.load(Ordering::SeqCst) {
+        return Err(TransferError::Config(format!(
+            "sweep ended with {} of {} runs and no error; this is a bug in graft",
+            results.len(),
+            tasks.len()
+        )));
+    }
+    if partial {
+        bar.abandon();
+    } else {
+        bar.finish_and_clear();
+    }
     let summary = report::summarize(&results);
     let report = Report {
         graft_version: env!("CARGO_PKG_VERSION").into(),
@@ -323,15 +489,26 @@ fn sweep_with<B: Backbone<F> + Sync, const F: usize>(
         seeds: cfg.seeds.clone(),
         grid_g_per_kwh: cfg.grid_g_per_kwh,
         test_examples: test.len(),
-        test_evaluations: test.reads(),
+        // Reused runs were evaluated, once each, by the call that trained them.
+        test_evaluations: test.reads() + (results.len() - trained_here),
         monitor_per_class: MONITOR_PER_CLASS,
         all_labels_per_class: all_per_class,
         pretraining,
         results,
         verdicts: report::verdicts(&summary),
         summary,
+        partial,
+        runs_planned: tasks.len(),
+        training: training_description(&cfg.training),
     };
     report::write(&report, dir)?;
+    if partial {
+        return Err(TransferError::SweepInterrupted {
+            finished: report.results.len(),
+            planned: tasks.len(),
+            dir: dir.to_path_buf(),
+        });
+    }
     Ok(SweepOutcome {
         report,
         dir: dir.to_path_buf(),
@@ -339,8 +516,10 @@ fn sweep_with<B: Backbone<F> + Sync, const F: usize>(
 }
 
 /// Trains one (group, strategy) run and evaluates it on the test split, once.
+#[allow(clippy::too_many_arguments)]
 fn run_one<B: Backbone<F> + Sync, const F: usize>(
     cfg: &SweepConfig,
+    training: &TrainOptions,
     pretrained: &B,
     group: &Group,
     strategy: Strategy,
@@ -368,7 +547,7 @@ fn run_one<B: Backbone<F> + Sync, const F: usize>(
         &group.train,
         group.seed,
         monitor,
-        &cfg.training,
+        training,
     )?;
     let (joules, source) = energy::joules_or_estimate(lock(meter).as_mut(), run.flops);
     let accuracy = test.evaluate(&run.model)?;

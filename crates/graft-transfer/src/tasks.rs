@@ -28,6 +28,7 @@ pub fn pretrain(
 ) -> Result<PretrainInfo, TransferError> {
     // Checked before any training: a device node or folder at `out` would be found only after.
     graft_data::output::check_outputs(&[], &[out])?;
+    crate::options::check_writable_dir("--cache", cache_dir)?;
     let ds = protocol.open(data, cache_dir)?;
     let config = PretrainConfig::default();
     let info = for_network!(network, pretrain_info(protocol, &ds, cache_dir, config))?;
@@ -119,6 +120,10 @@ fn transfer_with<B: Backbone<F>, const F: usize>(
     } = req;
     let (protocol, strategy, k, seed) = (*protocol, *strategy, *k, *seed);
     graft_data::output::check_outputs(&[checkpoint_path], &[out])?;
+    // Every output location before any training: state files and features are written
+    // during training, the cache when the data set is imported.
+    crate::options::check_writable_dir("--cache", cache_dir)?;
+    options.check_locations()?;
     let ckpt = Checkpoint::open(checkpoint_path)?;
     let norm = ckpt.normalization()?.ok_or_else(|| {
         TransferError::Config(format!(
