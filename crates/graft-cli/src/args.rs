@@ -356,7 +356,11 @@ pub(crate) fn parse_split(s: &str) -> Result<SplitChoice, String> {
 
 /// `graft sweep`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SweepArgs {
+    /// `graft sweep merge`: combine shard reports (the options below are then not used).
+    #[command(subcommand)]
+    pub action: Option<SweepAction>,
     /// Protocol to run.
     #[arg(long, default_value = "animals")]
     pub protocol: Protocol,
@@ -398,6 +402,34 @@ pub struct SweepArgs {
     /// complete the report there.
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
+    /// Train only part I of N of the runs (I counts from 0; the parts are balanced by
+    /// expected cost and the same on every machine) and write a shard report; `auto` reads
+    /// the part from a Slurm job array, a Kubernetes Indexed Job (with GRAFT_SHARD_COUNT) or
+    /// mpirun. Combine the shards' folders with `graft sweep merge`.
+    #[arg(long, value_name = "I/N|auto")]
+    pub shard: Option<graft_transfer::shard::ShardChoice>,
+    /// Print the whole report as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Subcommands of `graft sweep`.
+#[derive(Debug, Subcommand)]
+pub enum SweepAction {
+    /// Combine the reports of every shard of one sweep (`graft sweep --shard`) into the
+    /// report one process would have written, in a new folder under --runs.
+    Merge(MergeArgs),
+}
+
+/// `graft sweep merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shard report folders, one per shard.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Folder receiving the merged `<run id>/report.json`, `report.md`, csv and plot.
+    #[arg(long, default_value = "runs")]
+    pub runs: PathBuf,
     /// Print the whole report as JSON instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -423,6 +455,7 @@ impl SweepArgs {
             training: self.optim.sweep_options(),
             resume: self.resume,
             stop_after: None,
+            shard: self.shard.map(|c| c.resolve()).transpose()?,
         })
     }
 }

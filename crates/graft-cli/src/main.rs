@@ -9,13 +9,14 @@ mod fortunes;
 mod predict;
 mod signals;
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use serde_json::json;
 
-use args::{Cli, Command, DataCommand};
+use args::{Cli, Command, DataCommand, SweepAction, SweepArgs};
 
 fn main() -> ExitCode {
     unix_signals();
@@ -119,6 +120,10 @@ fn record_outputs(command: &Command) {
         Command::Advise(a) => outputs([a.loc.cache.as_path()]),
         Command::Embed(a) => outputs([a.cache.as_path(), parent(&a.out)]),
         Command::Convert(a) => outputs([parent(&a.output)]),
+        Command::Sweep(SweepArgs {
+            action: Some(SweepAction::Merge(m)),
+            ..
+        }) => outputs([m.runs.as_path()]),
         Command::Sweep(a) => outputs([a.loc.cache.as_path(), a.runs.as_path()]),
         _ => {}
     }
@@ -238,30 +243,52 @@ fn run(cli: Cli) -> Result<()> {
         Command::Embed(a) => embed::run(&a)?,
         Command::Convert(a) => convert::run(&a)?,
         Command::Predict(a) => predict::run(&a)?,
+        Command::Sweep(SweepArgs {
+            action: Some(SweepAction::Merge(m)),
+            ..
+        }) => {
+            let (report, dir) = graft_transfer::shard::merge(&m.dirs, &m.runs)?;
+            print_sweep(&report, &dir, m.json)?;
+        }
         Command::Sweep(a) => {
             signals::stop_training_on_ctrl_c();
             let json = a.json;
             let out = graft_transfer::run_sweep(&a.into_config()?).context("sweep failed")?;
-            if json {
-                return print_json(&out.report);
-            }
-            print!("{}", graft_transfer::report::table(&out.report));
-            for v in &out.report.verdicts {
-                println!("{v}");
-            }
-            let p = &out.report.pretraining;
-            println!(
-                "pretraining: {} source examples, {:.2e} FLOPs{}",
-                p.source_examples,
-                p.flops,
-                if p.cached {
-                    " (cached checkpoint reused)".to_string()
-                } else {
-                    format!(", {:.1} s", p.wall_seconds)
-                }
-            );
-            println!("report: {}/report.json, report.md", out.dir.display());
+            print_sweep(&out.report, &out.dir, json)?;
         }
     }
+    Ok(())
+}
+
+/// A sweep's report on stdout: the table, verdicts and where the files are, or JSON.
+fn print_sweep(report: &graft_transfer::report::Report, dir: &Path, json: bool) -> Result<()> {
+    if json {
+        return print_json(report);
+    }
+    print!("{}", graft_transfer::report::table(report));
+    if let Some(s) = &report.shard {
+        println!(
+            "shard {}: {} of the sweep's {} runs; merge every shard's folder with \
+             `graft sweep merge`",
+            s.shard,
+            report.results.len(),
+            s.plan.len()
+        );
+    }
+    for v in &report.verdicts {
+        println!("{v}");
+    }
+    let p = &report.pretraining;
+    println!(
+        "pretraining: {} source examples, {:.2e} FLOPs{}",
+        p.source_examples,
+        p.flops,
+        if p.cached {
+            " (cached checkpoint reused)".to_string()
+        } else {
+            format!(", {:.1} s", p.wall_seconds)
+        }
+    );
+    println!("report: {}/report.json, report.md", dir.display());
     Ok(())
 }

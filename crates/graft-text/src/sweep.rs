@@ -271,6 +271,7 @@ pub fn run_fortunes_sweep(cfg: &TextSweepConfig) -> Result<TextSweepOutcome, Tex
         partial: false,
         runs_planned,
         training: "frozen sentence embeddings, a new linear head per run (graft-text)".into(),
+        shard: None,
     };
     let dir = graft_transfer::sweep::create_run_dir(&cfg.runs_dir, "fortunes")?;
     report::write(&report, &dir)?;

@@ -34,6 +34,7 @@ pub mod predict;
 pub mod pretrain;
 pub mod protocol;
 pub mod report;
+pub mod shard;
 pub mod state;
 pub mod stats;
 pub mod strategy;

@@ -7,7 +7,7 @@ use dfdx::tensor::Cpu;
 use graft_data::checksum::fnv1a64;
 use graft_data::{idx::pixel_stats, Normalize, View};
 use graft_nn::{checkpoint, Backbone, Checkpoint, Classifier, LoadScope, Normalization};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::examples::Examples;
 use crate::protocol::{Protocol, ProtocolData};
@@ -16,7 +16,7 @@ use crate::train::{progress_bar, train_classifier, LearningRates, Schedule, Trai
 use crate::TransferError;
 
 /// Source training settings (PROTOCOLS.md: 5 epochs at batch 128, Adam 1e-3).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PretrainConfig {
     /// Passes over the source training set.
     pub epochs: usize,
@@ -40,7 +40,7 @@ impl Default for PretrainConfig {
 }
 
 /// What pretraining cost and where its checkpoint lives.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PretrainInfo {
     /// The cached checkpoint.
     pub checkpoint: PathBuf,

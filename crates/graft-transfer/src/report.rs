@@ -51,7 +51,7 @@ fn reach(curve: &[CurvePoint], target: f64) -> Option<CurvePoint> {
 }
 
 /// Mean and spread of one (k, strategy) cell over seeds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SummaryRow {
     /// Strategy id.
     pub strategy: String,
@@ -87,8 +87,8 @@ pub struct SummaryRow {
     pub flops_mean: f64,
 }
 
-/// Everything a sweep measured.
-#[derive(Debug, Clone, Serialize)]
+/// Everything a sweep measured. Read back by `graft sweep --resume` and `graft sweep merge`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// graft's version.
     pub graft_version: String,
@@ -127,6 +127,10 @@ pub struct Report {
     /// How every run trained (optimiser, learning-rate schedule, early stopping); `--resume`
     /// refuses a report whose runs trained otherwise.
     pub training: String,
+    /// For the report of one shard of a sweep (`graft sweep --shard`): which shard, and the
+    /// whole sweep's plan; absent from whole sweeps' reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::ShardRecord>,
 }
 
 /// Summarises `results` per (k, strategy), in the order first seen.

@@ -14,6 +14,7 @@ use crate::options::TrainOptions;
 use crate::pretrain::{pretrained_backbone, PretrainConfig};
 use crate::protocol::{DataDirs, Protocol};
 use crate::report::{self, Report, RunRecord};
+use crate::shard::{PlannedRun, Shard, ShardRecord};
 use crate::strategy::{run_strategy_with, Strategy};
 use crate::train::{accuracy, progress_bar, Monitor};
 use crate::TransferError;
@@ -57,6 +58,9 @@ pub struct SweepConfig {
     /// Stop as Ctrl-C does once this many runs have finished in this call (a deterministic
     /// stand-in for Ctrl-C in tests); `None` runs every run.
     pub stop_after: Option<usize>,
+    /// Train only this shard's part of the runs (`graft sweep --shard`) and write a shard
+    /// report for `graft sweep merge`; `None` trains every run.
+    pub shard: Option<Shard>,
 }
 
 /// One run per core: on small batches two single-threaded runs side by side do more work
@@ -107,7 +111,11 @@ pub fn run_sweep(cfg: &SweepConfig) -> Result<SweepOutcome, TransferError> {
         return for_network!(cfg.network, sweep_with(cfg, dir, prior));
     }
     // The report's folder is made first: an unwritable --runs fails before any training.
-    let dir = create_run_dir(&cfg.runs_dir, cfg.protocol.name())?;
+    let name = match cfg.shard {
+        Some(s) => format!("{}-shard-{}-of-{}", cfg.protocol.name(), s.index, s.count),
+        None => cfg.protocol.name().to_string(),
+    };
+    let dir = create_run_dir(&cfg.runs_dir, &name)?;
     let outcome = for_network!(cfg.network, sweep_with(cfg, &dir, Vec::new()));
     if outcome.is_err() {
         // When nothing was written into it (an error, not an interruption), an empty folder
@@ -355,10 +363,15 @@ fn sweep_with<B: Backbone<F> + Sync, const F: usize>(
     let tasks: Vec<(usize, Strategy)> = (0..groups.len())
         .flat_map(|g| cfg.strategies.iter().map(move |&s| (g, s)))
         .collect();
+    let in_shard = shard_members(cfg.shard, &groups, &tasks);
+    let runs_planned = in_shard.iter().filter(|&&m| m).count();
     // Runs an earlier, interrupted call finished are taken as they are; only the rest train.
     let mut reused = Vec::new();
     let mut todo = Vec::new();
     for (index, &(g, strategy)) in tasks.iter().enumerate() {
+        if !in_shard[index] {
+            continue;
+        }
         let (k, seed, name) = (groups[g].k, groups[g].seed, strategy.to_string());
         match prior
             .iter()
@@ -368,7 +381,7 @@ fn sweep_with<B: Backbone<F> + Sync, const F: usize>(
             None => todo.push((index, (g, strategy))),
         }
     }
-    let bar = progress_bar(tasks.len() as u64, "runs");
+    let bar = progress_bar(runs_planned as u64, "runs");
     bar.inc(reused.len() as u64);
     let jobs = cfg.jobs.clamp(1, todo.len().max(1));
     let threads_per_job = (default_jobs() / jobs).max(1);
@@ -467,12 +480,12 @@ fn sweep_with<B: Backbone<F> + Sync, const F: usize>(
     done.extend(reused);
     done.sort_by_key(|(i, _)| *i);
     let results: Vec<RunRecord> = done.into_iter().map(|(_, r)| r).collect();
-    let partial = results.len() < tasks.len();
+    let partial = results.len() < runs_planned;
     if partial && !stopped.load(Ordering::SeqCst) {
         return Err(TransferError::Config(format!(
             "sweep ended with {} of {} runs and no error; this is a bug in graft",
             results.len(),
-            tasks.len()
+            runs_planned
         )));
     }
     if partial {
@@ -498,14 +511,25 @@ fn sweep_with<B: Backbone<F> + Sync, const F: usize>(
         verdicts: report::verdicts(&summary),
         summary,
         partial,
-        runs_planned: tasks.len(),
+        runs_planned,
         training: training_description(&cfg.training),
+        shard: cfg.shard.map(|shard| ShardRecord {
+            shard,
+            plan: tasks
+                .iter()
+                .map(|&(g, s)| PlannedRun {
+                    strategy: s.to_string(),
+                    k: groups[g].k,
+                    seed: groups[g].seed,
+                })
+                .collect(),
+        }),
     };
     report::write(&report, dir)?;
     if partial {
         return Err(TransferError::SweepInterrupted {
             finished: report.results.len(),
-            planned: tasks.len(),
+            planned: runs_planned,
             dir: dir.to_path_buf(),
         });
     }
@@ -513,6 +537,25 @@ fn sweep_with<B: Backbone<F> + Sync, const F: usize>(
         report,
         dir: dir.to_path_buf(),
     })
+}
+
+/// Whether each task belongs to `shard` (every task without one), split by expected cost.
+fn shard_members(shard: Option<Shard>, groups: &[Group], tasks: &[(usize, Strategy)]) -> Vec<bool> {
+    let Some(shard) = shard else {
+        return vec![true; tasks.len()];
+    };
+    let costs: Vec<f64> = tasks
+        .iter()
+        .map(|&(g, strategy)| {
+            let n = groups[g].train.len();
+            let batch = crate::train::Schedule::target_default(n).batch;
+            crate::shard::expected_cost(strategy, n, groups[g].steps, batch)
+        })
+        .collect();
+    crate::shard::assign(&costs, shard.count)
+        .into_iter()
+        .map(|s| s == shard.index)
+        .collect()
 }
 
 /// Trains one (group, strategy) run and evaluates it on the test split, once.

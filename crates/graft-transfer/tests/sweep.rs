@@ -33,6 +33,7 @@ fn a_sweep_reads_the_test_split_once_per_run_and_writes_every_file() {
         training: Default::default(),
         resume: None,
         stop_after: None,
+        shard: None,
     };
     let out = run_sweep(&cfg).unwrap();
     let r = &out.report;
@@ -125,6 +126,7 @@ fn an_interrupted_sweep_resumed_gives_the_report_of_an_uninterrupted_one() {
         training: Default::default(),
         resume: None,
         stop_after: None,
+        shard: None,
     };
     let whole = run_sweep(&cfg).unwrap().report;
     assert!(!whole.partial);
