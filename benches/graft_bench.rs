@@ -34,8 +34,8 @@ use std::path::{Path, PathBuf};
 use dfdx::prelude::*;
 use graft::nn::conv::InputGrad;
 use graft::nn::{
-    on_workers, Backbone, Classifier, ConvnetBackbone, ConvnetClassifier, Head, ImageBatch,
-    MlpClassifier, Parameters,
+    on_workers, Backbone, BnMode, Classifier, ConvnetBackbone, ConvnetClassifier,
+    EfficientNetClassifier, Head, ImageBatch, MlpClassifier, Parameters, Phase,
 };
 use graft::transfer::Examples;
 
@@ -316,6 +316,10 @@ fn main() {
             rate(&res[3], bf),
         );
     }
+    // ---- EfficientNet-Lite0 (not in --quick: a batch of 32 at 224 takes seconds). ----
+    if !quick {
+        effnet_rows(&mut rows, 3);
+    }
     let mut peak = Row {
         name: String::new(),
         unit: "GFLOP/s",
@@ -327,6 +331,44 @@ fn main() {
     let gemm_peak = peak.stats().0;
     write_summary(gemm_peak, &rows, quick, out.as_deref());
     eprintln!("bench: done in {:.1} s", t_start.elapsed().as_secs_f64());
+}
+
+/// EfficientNet-Lite0 at batch 32, at 224 (its resolution) and 112: inference as `graft
+/// predict` runs it, feature extraction for the linear probe (BatchNorm folded, no tape; the
+/// last unit's maps, before the negligible pooling) and a
+/// fine-tuning step with BatchNorm frozen (forward, summed cross-entropy, backward; no
+/// optimiser), the rows `benches/peers/torch_peer.py` times in PyTorch. Random weights: the
+/// speed does not depend on their values; correctness is `tests/effnet_lite0.rs`'s.
+fn effnet_rows(rows: &mut Vec<Row>, rounds: usize) {
+    let dev = Cpu::seed_from_u64(3);
+    let net = EfficientNetClassifier::lite0(&dev, 1000).expect("Lite0");
+    let b = 32;
+    for side in [224usize, 112] {
+        let x: graft::nn::Images = dev.tensor_from_vec(
+            gen_f32(b * 3 * side * side, -1.0, 1.0, side as u64),
+            (b, 3, side, side),
+        );
+        let t = onehot(&dev, &gen_labels(b, 1000, 7), 1000);
+        let units = net.backbone.num_units();
+        let mut infer = || drop(on_workers(|| net.forward(x.clone(), Phase::Inference)));
+        let mut features = || drop(on_workers(|| net.backbone.forward_units(x.clone(), units)));
+        let mut step = || {
+            drop(on_workers(|| {
+                let f =
+                    net.backbone
+                        .forward_frozen(x.clone(), 0, BnMode::Eval, OwnedTape::default());
+                ce(net.classify(f, Phase::Training(BnMode::Eval)), &t).backward()
+            }))
+        };
+        let res = alternate(rounds, &mut [&mut infer, &mut features, &mut step]);
+        for (i, row) in ["infer", "features", "train-bn-frozen"].iter().enumerate() {
+            rows.push(Row {
+                name: format!("effnet-lite0/{row}/b{b}/r{side}"),
+                unit: "samples/s",
+                values: rate(&res[i], b as f64),
+            });
+        }
+    }
 }
 
 /// The median of the row named `name`, if the run has it.

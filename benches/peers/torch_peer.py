@@ -17,7 +17,8 @@ import time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
-from torch import nn
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
 
 torch.set_num_threads(2)
 torch.manual_seed(0)
@@ -33,6 +34,115 @@ def convnet():
 def mlp():
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(),
                          nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10))
+
+
+# EfficientNet-Lite0 written out with torch.nn.functional as in effnet_predict.py (bias-free
+# convolutions with TensorFlow "SAME" padding, BatchNorm eps 1e-3, ReLU6), random weights.
+GROUPS = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+          (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+
+
+def same(x, w, stride, groups=1):
+    k = w.shape[-1]
+
+    def pad(n):
+        out = -(-n // stride)
+        total = max((out - 1) * stride + k - n, 0)
+        return total // 2, total - total // 2
+
+    (t, b), (l, r) = pad(x.shape[-2]), pad(x.shape[-1])
+    return F.conv2d(F.pad(x, (l, r, t, b)), w, stride=stride, groups=groups)
+
+
+def lite0_params():
+    P = {}
+
+    def conv(name, cout, cin, k):
+        P[name] = (torch.randn(cout, cin, k, k) * (2.0 / (cin * k * k)) ** 0.5).requires_grad_()
+
+    def bn(name, c):
+        P[name + ".weight"] = torch.ones(c).requires_grad_()
+        P[name + ".bias"] = torch.zeros(c).requires_grad_()
+        P[name + ".running_mean"] = torch.randn(c) * 0.1
+        P[name + ".running_var"] = torch.rand(c) + 0.5
+
+    conv("_conv_stem.weight", 32, 3, 3)
+    bn("_bn0", 32)
+    i = 0
+    for repeats, k, stride, expand, cin, cout in GROUPS:
+        for j in range(repeats):
+            ci = cin if j == 0 else cout
+            pre, mid = f"_blocks.{i}.", ci * expand
+            if expand != 1:
+                conv(pre + "_expand_conv.weight", mid, ci, 1)
+                bn(pre + "_bn0", mid)
+            conv(pre + "_depthwise_conv.weight", mid, 1, k)
+            bn(pre + "_bn1", mid)
+            conv(pre + "_project_conv.weight", cout, mid, 1)
+            bn(pre + "_bn2", cout)
+            i += 1
+    conv("_conv_head.weight", 1280, 320, 1)
+    bn("_bn1", 1280)
+    P["_fc.weight"] = (torch.randn(1000, 1280) * 0.02).requires_grad_()
+    P["_fc.bias"] = torch.zeros(1000).requires_grad_()
+    return P
+
+
+def lite0_maps(P, x):
+    """Every unit with BatchNorm in eval mode (frozen): the last unit's 1280 maps."""
+    bn = lambda h, n: F.batch_norm(h, P[n + ".running_mean"], P[n + ".running_var"],
+                                   P[n + ".weight"], P[n + ".bias"], False, 0.0, 1e-3)
+    h = F.relu6(bn(same(x, P["_conv_stem.weight"], 2), "_bn0"))
+    i = 0
+    for repeats, k, stride, expand, cin, cout in GROUPS:
+        for j in range(repeats):
+            pre, inp = f"_blocks.{i}.", h
+            s, ci = (stride, cin) if j == 0 else (1, cout)
+            if expand != 1:
+                h = F.relu6(bn(same(h, P[pre + "_expand_conv.weight"], 1), pre + "_bn0"))
+            h = F.relu6(bn(same(h, P[pre + "_depthwise_conv.weight"], s, h.shape[1]), pre + "_bn1"))
+            h = bn(same(h, P[pre + "_project_conv.weight"], 1), pre + "_bn2")
+            if s == 1 and ci == cout:
+                h = h + inp
+            i += 1
+    return F.relu6(bn(same(h, P["_conv_head.weight"], 1), "_bn1"))
+
+
+def lite0_logits(P, x, training):
+    f = lite0_maps(P, x).mean((2, 3))
+    return F.linear(F.dropout(f, 0.2, training), P["_fc.weight"], P["_fc.bias"])
+
+
+def effnet_rows(rows, rounds):
+    """Batch 32 at 224 and 112: inference, feature extraction (the maps, no pooling) and a
+    fine-tuning step with BatchNorm frozen; graft's effnet_rows in benches/graft_bench.rs."""
+    P = lite0_params()
+    b = 32
+    for side in (224, 112):
+        x = torch.rand(b, 3, side, side) * 2 - 1
+        y = torch.randint(0, 1000, (b,))
+
+        def infer():
+            with torch.no_grad():
+                lite0_logits(P, x, False)
+
+        def features():
+            with torch.no_grad():
+                lite0_maps(P, x)
+
+        def step():
+            for p in P.values():
+                p.grad = None
+            F.cross_entropy(lite0_logits(P, x, True), y, reduction="sum").backward()
+
+        for name, f in (("infer", infer), ("features", features), ("train-bn-frozen", step)):
+            f()
+            secs = []
+            for _ in range(rounds):
+                t = time.perf_counter()
+                f()
+                secs.append(time.perf_counter() - t)
+            rows.append(stats(f"torch/effnet-lite0/{name}/b{b}/r{side}", b, secs))
 
 
 def stats(name, batch, secs):
@@ -72,6 +182,8 @@ def main():
                 net(x)
                 secs.append(time.perf_counter() - t)
         rows.append(stats(f"torch/{net_name}/infer/b256", 256, secs))
+    if not quick:
+        effnet_rows(rows, 3)
     with open(out, "w") as f:
         json.dump({"rows": rows}, f, indent=2)
 

@@ -500,60 +500,57 @@ fn bench(args: &[String]) -> Result<()> {
     );
     let mut rows = Vec::new();
     let mut targets = String::new();
-    for net in ["convnet", "mlp"] {
-        for row in ["train/b64", "train/b256", "infer/b256"] {
-            let name = format!("{net}/{row}");
-            let g: Option<Vec<f64>> = graft_runs.iter().map(|j| row_median(j, &name)).collect();
-            let t: Option<Vec<f64>> = torch_runs
-                .iter()
-                .map(|j| row_median(j, &format!("torch/{name}")))
-                .collect();
-            let (Some(g), Some(t)) = (g, t) else {
-                eprintln!("xtask: bench --peers: row {name} missing from a round; skipped");
-                continue;
+    for (net, row, need) in peer_rows(quick) {
+        let name = format!("{net}/{row}");
+        let g: Option<Vec<f64>> = graft_runs.iter().map(|j| row_median(j, &name)).collect();
+        let t: Option<Vec<f64>> = torch_runs
+            .iter()
+            .map(|j| row_median(j, &format!("torch/{name}")))
+            .collect();
+        let (Some(g), Some(t)) = (g, t) else {
+            eprintln!("xtask: bench --peers: row {name} missing from a round; skipped");
+            continue;
+        };
+        let per_round: Vec<f64> = g.iter().zip(&t).map(|(a, b)| a / b).collect();
+        let (gm, tm) = (median(&g), median(&t));
+        let r = gm / tm;
+        let ((glo, ghi), (tlo, thi), (rlo, rhi)) = (spread(&g), spread(&t), spread(&per_round));
+        rows.push(json_row(
+            &format!("peers/graft/{name}"),
+            "samples/s",
+            gm,
+            glo,
+            ghi,
+        ));
+        rows.push(json_row(
+            &format!("peers/torch/{name}"),
+            "samples/s",
+            tm,
+            tlo,
+            thi,
+        ));
+        rows.push(json_row(
+            &format!("ratio/{name}/graft-over-torch"),
+            "x",
+            r,
+            rlo,
+            rhi,
+        ));
+        let each: Vec<String> = per_round.iter().map(|x| format!("{x:.2}")).collect();
+        md.push_str(&format!(
+            "| {name} | {gm:.1} | {tm:.1} | {r:.2}x | {} |\n",
+            each.join(", ")
+        ));
+        if let Some(need) = need {
+            let met = if r >= need { "yes" } else { "**no**" };
+            let what = if row.contains("train") {
+                "training step"
+            } else {
+                row.split('/').next().unwrap_or(&row)
             };
-            let per_round: Vec<f64> = g.iter().zip(&t).map(|(a, b)| a / b).collect();
-            let (gm, tm) = (median(&g), median(&t));
-            let r = gm / tm;
-            let ((glo, ghi), (tlo, thi), (rlo, rhi)) = (spread(&g), spread(&t), spread(&per_round));
-            rows.push(json_row(
-                &format!("peers/graft/{name}"),
-                "samples/s",
-                gm,
-                glo,
-                ghi,
+            targets.push_str(&format!(
+                "| {net} {what} vs PyTorch | ratio/{name}/graft-over-torch | {need:.2}x | {r:.2}x | {met} |\n"
             ));
-            rows.push(json_row(
-                &format!("peers/torch/{name}"),
-                "samples/s",
-                tm,
-                tlo,
-                thi,
-            ));
-            rows.push(json_row(
-                &format!("ratio/{name}/graft-over-torch"),
-                "x",
-                r,
-                rlo,
-                rhi,
-            ));
-            let each: Vec<String> = per_round.iter().map(|x| format!("{x:.2}")).collect();
-            md.push_str(&format!(
-                "| {name} | {gm:.1} | {tm:.1} | {r:.2}x | {} |\n",
-                each.join(", ")
-            ));
-            // Issue 7's targets: convnet step at batch 64 at least 1.25x, mlp steps 1.0x.
-            let need = match (net, row) {
-                ("mlp", _) if row.starts_with("train") => Some(1.0),
-                ("convnet", "train/b64") => Some(1.25),
-                _ => None,
-            };
-            if let Some(need) = need {
-                let met = if r >= need { "yes" } else { "**no**" };
-                targets.push_str(&format!(
-                    "| {net} training step vs PyTorch | ratio/{name}/graft-over-torch | {need:.2}x | {r:.2}x | {met} |\n"
-                ));
-            }
         }
     }
     if !targets.is_empty() {
@@ -568,6 +565,32 @@ fn bench(args: &[String]) -> Result<()> {
     all.push_str(&md);
     std::fs::write(md_path, all).context("summary.md")?;
     Ok(())
+}
+
+/// The rows compared with PyTorch: (network, row, the graft/PyTorch ratio needed, if any).
+/// Issue 7's targets: convnet step at batch 64 at least 1.25x, mlp steps 1.0x; issue 19's:
+/// EfficientNet-Lite0 inference, feature extraction and BN-frozen fine-tuning at least 1.0x
+/// (not in --quick, which leaves the EfficientNet rows out).
+fn peer_rows(quick: bool) -> Vec<(&'static str, String, Option<f64>)> {
+    let mut rows = Vec::new();
+    for net in ["convnet", "mlp"] {
+        for row in ["train/b64", "train/b256", "infer/b256"] {
+            let need = match (net, row) {
+                ("mlp", _) if row.starts_with("train") => Some(1.0),
+                ("convnet", "train/b64") => Some(1.25),
+                _ => None,
+            };
+            rows.push((net, row.to_string(), need));
+        }
+    }
+    if !quick {
+        for side in [224, 112] {
+            for row in ["infer", "features", "train-bn-frozen"] {
+                rows.push(("effnet-lite0", format!("{row}/b32/r{side}"), Some(1.0)));
+            }
+        }
+    }
+    rows
 }
 
 /// One summary row as a JSON object (the suite's fields); `None` unless all values are
