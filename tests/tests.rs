@@ -5,4 +5,5 @@ mod util;
 mod checkpoint;
 mod protocol;
 mod reference;
+mod rust_source;
 mod tidy;

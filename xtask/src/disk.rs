@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::Result;
 
-use crate::project_root;
+use crate::util::project_root;
 
 /// What a clean CI run needs on target/'s file system, with room to spare (measured: a clean
 /// clone's `cargo xtask ci` peaks near 2 GB in target/).

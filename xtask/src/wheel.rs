@@ -2,12 +2,12 @@
 //! --no-deps` into runs/cache/wheels, unpacked with `unzip` or Python's zipfile module, and
 //! files checked by sha256.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use super::{project_root, status};
+use crate::util::{find_file, project_root, status};
 
 /// sha256 of `path` by `sha256sum` (coreutils).
 pub fn sha256(path: &Path) -> Result<String> {
@@ -78,17 +78,4 @@ pub fn check_sha256(path: &Path, want: &str, delete: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The one file in `dir` named `<prefix>...<suffix>`.
-pub fn find_file(dir: &Path, prefix: &str, suffix: &str) -> Result<PathBuf> {
-    std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name().is_some_and(|n| {
-                let n = n.to_string_lossy();
-                n.starts_with(prefix) && n.ends_with(suffix)
-            })
-        })
-        .with_context(|| format!("no {prefix}*{suffix} in {}", dir.display()))
 }

@@ -10,7 +10,7 @@ use graft_data::{Dataset, Part, SplitRule, View};
 use graft_transfer::tasks::SplitChoice;
 use graft_transfer::Protocol;
 
-use crate::args::{parse_split, Locations};
+use crate::common::{parse_split, Locations};
 
 /// `graft advise`.
 #[derive(Debug, Args)]

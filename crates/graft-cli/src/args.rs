@@ -12,8 +12,9 @@ use graft_nn::{NetworkKind, Normalization, RenameRule, RenameRules};
 use graft_transfer::early_stop::EarlyStopping;
 use graft_transfer::options::TrainOptions;
 use graft_transfer::pretrain::PretrainConfig;
-use graft_transfer::protocol::{DataDirs, FASHION_DEB_PATH};
 use graft_transfer::tasks::SplitChoice;
+
+pub use crate::common::{parse_seeds, parse_split, Locations};
 use graft_transfer::{LrSchedule, OptimizerConfig, Protocol, Strategy, SweepConfig};
 
 /// graft: reuse a trained backbone on a new task, and measure what the reuse bought.
@@ -175,40 +176,6 @@ pub struct InspectArgs {
     pub json: bool,
 }
 
-/// Where a protocol's data and caches live.
-#[derive(Debug, Args)]
-pub struct Locations {
-    /// Folder with Animal-MNIST's IDX files.
-    #[arg(long, default_value = "data/animal-mnist")]
-    pub data: PathBuf,
-    /// Folder with Fashion-MNIST's IDX files (default: where `cargo xtask fetch fashion-mnist`
-    /// unpacks them, else Debian's install path /usr/share/datasets/fashion-mnist).
-    #[arg(long)]
-    pub fashion: Option<PathBuf>,
-    /// Folder for imported data sets and pretrained checkpoints.
-    #[arg(long, default_value = "runs/cache")]
-    pub cache: PathBuf,
-}
-
-impl Locations {
-    /// The data folders, with Fashion-MNIST's default resolved.
-    pub fn dirs(&self) -> DataDirs {
-        let fetched = self.cache.join("fashion-mnist").join(FASHION_DEB_PATH);
-        let installed = PathBuf::from("/").join(FASHION_DEB_PATH);
-        let fashion = self.fashion.clone().unwrap_or_else(|| {
-            if !fetched.exists() && installed.exists() {
-                installed
-            } else {
-                fetched
-            }
-        });
-        DataDirs {
-            animal_mnist: self.data.clone(),
-            fashion_mnist: fashion,
-        }
-    }
-}
-
 /// `graft pretrain`.
 #[derive(Debug, Args)]
 pub struct PretrainArgs {
@@ -345,15 +312,6 @@ impl EvalArgs {
     }
 }
 
-pub(crate) fn parse_split(s: &str) -> Result<SplitChoice, String> {
-    match s {
-        "train" => Ok(SplitChoice::Train),
-        "test" => Ok(SplitChoice::Test),
-        "all" => Ok(SplitChoice::All),
-        other => Err(format!("`{other}`: expected train, test or all")),
-    }
-}
-
 /// `graft sweep`.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -471,22 +429,6 @@ pub fn parse_strategies(names: &[String]) -> Result<Vec<Strategy>> {
         }
     }
     Ok(out)
-}
-
-/// `a..b` (half-open) or `a,b,c`.
-pub fn parse_seeds(s: &str) -> Result<Vec<u64>> {
-    let seeds: Vec<u64> = if let Some((a, b)) = s.split_once("..") {
-        let (a, b): (u64, u64) = (a.trim().parse()?, b.trim().parse()?);
-        (a..b).collect()
-    } else {
-        s.split(',')
-            .map(|x| x.trim().parse())
-            .collect::<Result<_, _>>()?
-    };
-    if seeds.is_empty() {
-        bail!("--seeds `{s}` names no seed (ranges are half-open: 0..3 is 0, 1, 2)");
-    }
-    Ok(seeds)
 }
 
 /// How every run trains (`graft transfer` and `graft sweep`; defaults are PROTOCOLS.md's).

@@ -30,7 +30,7 @@ pub fn run(a: &ConvertArgs) -> Result<()> {
     };
     let report = graft_pth::convert(&a.input, &a.output, &options)?;
     if a.json {
-        return crate::print_json(&report);
+        return crate::common::print_json(&report);
     }
     print!("{}", table(&report));
     Ok(())

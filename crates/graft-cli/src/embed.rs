@@ -83,7 +83,7 @@ pub fn run(a: &EmbedArgs) -> Result<()> {
     bar.finish_and_clear();
     let rate = summary.rows as f64 / summary.seconds.max(1e-9);
     if a.json {
-        crate::print_json(&serde_json::json!({
+        crate::common::print_json(&serde_json::json!({
             "out": a.out,
             "rows": summary.rows,
             "dim": summary.dim,

@@ -3,6 +3,7 @@
 
 mod advise;
 mod args;
+mod common;
 mod convert;
 mod embed;
 mod fortunes;
@@ -16,7 +17,11 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use serde_json::json;
 
-use args::{Cli, Command, DataCommand, SweepAction, SweepArgs};
+use args::{
+    Cli, Command, DataCommand, EvalArgs, ImportArgs, PretrainArgs, SplitArgs, SweepAction,
+    SweepArgs, TransferArgs,
+};
+use common::print_json;
 
 fn main() -> ExitCode {
     unix_signals();
@@ -82,11 +87,6 @@ fn one_line(e: &anyhow::Error) -> String {
     line.replace('\n', " ")
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
 /// `graft data inspect|verify --json`: a stable object.
 fn summary_json(s: &graft_data::ops::Summary) -> serde_json::Value {
     json!({
@@ -129,138 +129,157 @@ fn record_outputs(command: &Command) {
     }
 }
 
+/// Runs one parsed command (`graft sweep --protocol fortunes` goes to `fortunes::run`).
 fn run(cli: Cli) -> Result<()> {
     record_outputs(&cli.command);
     match cli.command {
-        Command::Devices => {
-            let devices = graft_cuda::probe();
-            println!("{}", graft_cuda::describe(&devices));
-            // With a device, say whether graft will use it (NVRTC, kernel self-check).
-            if devices.is_ok_and(|d| !d.is_empty()) {
-                println!("{}", graft_cuda::backend_choice());
-            }
-        }
-        Command::Data(DataCommand::Import(a)) => {
-            let ds = graft_data::ops::import(&a.images, &a.out, &a.options()?)?;
-            println!(
-                "wrote {} ({} samples, shape {:?}, {} classes)",
-                a.out.display(),
-                ds.len(),
-                ds.sample_shape(),
-                ds.num_classes()
-            );
-        }
+        Command::Devices => devices(),
+        Command::Data(DataCommand::Import(a)) => import(&a),
         Command::Data(DataCommand::Inspect(a)) => {
-            let s = graft_data::ops::inspect(&a.file)?;
-            if a.json {
-                print_json(&summary_json(&s))?;
-            } else {
-                print!("{s}");
-            }
+            summarize(&graft_data::ops::inspect(&a.file)?, a.json)
         }
         Command::Data(DataCommand::Verify(a)) => {
-            let s = graft_data::ops::verify(&a.file)?;
-            if a.json {
-                print_json(&summary_json(&s))?;
-            } else {
-                print!("{s}");
-            }
+            summarize(&graft_data::ops::verify(&a.file)?, a.json)
         }
-        Command::Data(DataCommand::Split(a)) => {
-            let (train, test) =
-                graft_data::ops::split(&a.file, a.split_rule()?, &a.train_out, &a.test_out)?;
-            println!(
-                "wrote {} ({} samples) and {} ({} samples)",
-                a.train_out.display(),
-                train.len(),
-                a.test_out.display(),
-                test.len()
-            );
-        }
-        Command::Pretrain(a) => {
-            let info = graft_transfer::tasks::pretrain(
-                a.protocol,
-                a.model,
-                &a.loc.dirs(),
-                &a.loc.cache,
-                &a.out,
-            )?;
-            if a.json {
-                print_json(&info)?;
-            } else {
-                println!(
-                    "pretrained {} on {} ({} examples): {}",
-                    a.model.name(),
-                    a.protocol.name(),
-                    info.source_examples,
-                    a.out.display()
-                );
-            }
-        }
-        Command::Transfer(a) => {
-            signals::stop_training_on_ctrl_c();
-            let r = graft_transfer::tasks::transfer(&graft_transfer::tasks::TransferRequest {
-                protocol: a.protocol,
-                network: a.model,
-                data: a.loc.dirs(),
-                cache_dir: a.loc.cache.clone(),
-                checkpoint: a.checkpoint.clone(),
-                strategy: a.strategy,
-                k: a.k.0,
-                seed: a.seed,
-                out: a.out.clone(),
-                options: a.training.options(&a.loc.cache),
-            })?;
-            if a.json {
-                print_json(&r)?;
-            } else {
-                let on = match r.head_device.as_str() {
-                    "cpu" => String::new(),
-                    device => format!(", head trained on {device}"),
-                };
-                println!("{} k={:?} seed={}: test accuracy {:.1}% on {} images ({:.1} s, {:.2e} FLOPs{on}); saved {}", r.strategy, r.k, r.seed, r.accuracy * 100.0, r.n, r.wall_seconds, r.flops, r.checkpoint.display());
-            }
-        }
-        Command::Eval(a) => {
-            let norm = a.normalization()?;
-            let rules = a.rename_rules()?;
-            let r = graft_transfer::tasks::eval(
-                a.model,
-                &a.checkpoint,
-                &a.data,
-                a.classes.as_deref(),
-                a.split,
-                norm,
-                &rules,
-            )?;
-            if a.json {
-                print_json(&r)?;
-            } else {
-                println!("accuracy {:.2}% on {} samples", r.accuracy * 100.0, r.n);
-            }
-        }
-        Command::Advise(a) => advise::run(&a)?,
-        Command::Embed(a) => embed::run(&a)?,
-        Command::Convert(a) => convert::run(&a)?,
-        Command::Predict(a) => predict::run(&a)?,
+        Command::Data(DataCommand::Split(a)) => split(&a),
+        Command::Pretrain(a) => pretrain(&a),
+        Command::Transfer(a) => transfer(&a),
+        Command::Eval(a) => eval(&a),
+        Command::Advise(a) => advise::run(&a),
+        Command::Embed(a) => embed::run(&a),
+        Command::Convert(a) => convert::run(&a),
+        Command::Predict(a) => predict::run(&a),
         Command::Sweep(SweepArgs {
             action: Some(SweepAction::Merge(m)),
             ..
         }) => {
-            let (report, dir) = graft_transfer::shard::merge(&m.dirs, &m.runs)?;
-            print_sweep(&report, &dir, m.json)?;
+            let (report, dir) = graft_transfer::merge::merge(&m.dirs, &m.runs)?;
+            print_sweep(&report, &dir, m.json)
         }
-        Command::Sweep(a) => {
-            signals::stop_training_on_ctrl_c();
-            let json = a.json;
-            let out = graft_transfer::run_sweep(&a.into_config()?).context("sweep failed")?;
-            print_sweep(&out.report, &out.dir, json)?;
-        }
+        Command::Sweep(a) => sweep(a),
+    }
+}
+
+/// `graft devices`.
+fn devices() -> Result<()> {
+    let devices = graft_cuda::probe();
+    println!("{}", graft_cuda::describe(&devices));
+    // With a device, say whether graft will use it (NVRTC, kernel self-check).
+    if devices.is_ok_and(|d| !d.is_empty()) {
+        println!("{}", graft_cuda::backend_choice());
     }
     Ok(())
 }
 
-/// A sweep's report on stdout: the table, verdicts and where the files are, or JSON.
+/// `graft data import`.
+fn import(a: &ImportArgs) -> Result<()> {
+    let ds = graft_data::ops::import(&a.images, &a.out, &a.options()?)?;
+    println!(
+        "wrote {} ({} samples, shape {:?}, {} classes)",
+        a.out.display(),
+        ds.len(),
+        ds.sample_shape(),
+        ds.num_classes()
+    );
+    Ok(())
+}
+
+/// `graft data inspect|verify`: the summary as text or JSON.
+fn summarize(s: &graft_data::ops::Summary, json: bool) -> Result<()> {
+    if json {
+        print_json(&summary_json(s))
+    } else {
+        print!("{s}");
+        Ok(())
+    }
+}
+
+/// `graft data split`.
+fn split(a: &SplitArgs) -> Result<()> {
+    let (train, test) =
+        graft_data::ops::split(&a.file, a.split_rule()?, &a.train_out, &a.test_out)?;
+    println!(
+        "wrote {} ({} samples) and {} ({} samples)",
+        a.train_out.display(),
+        train.len(),
+        a.test_out.display(),
+        test.len()
+    );
+    Ok(())
+}
+
+/// `graft pretrain`.
+fn pretrain(a: &PretrainArgs) -> Result<()> {
+    let info =
+        graft_transfer::tasks::pretrain(a.protocol, a.model, &a.loc.dirs(), &a.loc.cache, &a.out)?;
+    if a.json {
+        return print_json(&info);
+    }
+    println!(
+        "pretrained {} on {} ({} examples): {}",
+        a.model.name(),
+        a.protocol.name(),
+        info.source_examples,
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// `graft transfer`.
+fn transfer(a: &TransferArgs) -> Result<()> {
+    signals::stop_training_on_ctrl_c();
+    let r = graft_transfer::tasks::transfer(&graft_transfer::tasks::TransferRequest {
+        protocol: a.protocol,
+        network: a.model,
+        data: a.loc.dirs(),
+        cache_dir: a.loc.cache.clone(),
+        checkpoint: a.checkpoint.clone(),
+        strategy: a.strategy,
+        k: a.k.0,
+        seed: a.seed,
+        out: a.out.clone(),
+        options: a.training.options(&a.loc.cache),
+    })?;
+    if a.json {
+        return print_json(&r);
+    }
+    let on = match r.head_device.as_str() {
+        "cpu" => String::new(),
+        device => format!(", head trained on {device}"),
+    };
+    println!("{} k={:?} seed={}: test accuracy {:.1}% on {} images ({:.1} s, {:.2e} FLOPs{on}); saved {}", r.strategy, r.k, r.seed, r.accuracy * 100.0, r.n, r.wall_seconds, r.flops, r.checkpoint.display());
+    Ok(())
+}
+
+/// `graft eval`.
+fn eval(a: &EvalArgs) -> Result<()> {
+    let norm = a.normalization()?;
+    let rules = a.rename_rules()?;
+    let r = graft_transfer::tasks::eval(
+        a.model,
+        &a.checkpoint,
+        &a.data,
+        a.classes.as_deref(),
+        a.split,
+        norm,
+        &rules,
+    )?;
+    if a.json {
+        return print_json(&r);
+    }
+    println!("accuracy {:.2}% on {} samples", r.accuracy * 100.0, r.n);
+    Ok(())
+}
+
+/// `graft sweep` (image protocols).
+fn sweep(a: SweepArgs) -> Result<()> {
+    signals::stop_training_on_ctrl_c();
+    let json = a.json;
+    let out = graft_transfer::run_sweep(&a.into_config()?).context("sweep failed")?;
+    print_sweep(&out.report, &out.dir, json)
+}
+
+/// A sweep's report on stdout: the table, the verdicts and where the report went, or JSON.
 fn print_sweep(report: &graft_transfer::report::Report, dir: &Path, json: bool) -> Result<()> {
     if json {
         return print_json(report);

@@ -36,7 +36,7 @@ pub fn run(a: &PredictArgs) -> Result<()> {
     }
     let predictions = graft_transfer::predict::predict(&a.checkpoint, &a.photos, a.top)?;
     if a.json {
-        return crate::print_json(&serde_json::json!({ "predictions": predictions }));
+        return crate::common::print_json(&serde_json::json!({ "predictions": predictions }));
     }
     for p in &predictions {
         println!("{}", p.file.display());

@@ -16,6 +16,8 @@ use crate::error::DataError;
 use crate::format::write_u8_dataset;
 use crate::metadata::Metadata;
 
+pub use crate::pixel_stats::{histogram_stats, pixel_stats};
+
 /// Magic number of an IDX file of u8 3-D data (images).
 pub const IDX3_U8_MAGIC: u32 = 0x0000_0803;
 /// Magic number of an IDX file of u8 1-D data (labels).
@@ -57,39 +59,6 @@ pub fn read_idx_images(path: impl AsRef<Path>) -> Result<IdxImages, DataError> {
 pub fn read_idx_labels(path: impl AsRef<Path>) -> Result<Vec<u8>, DataError> {
     let (_, labels) = read_idx(path.as_ref(), IDX1_U8_MAGIC, 1, "labels")?;
     Ok(labels)
-}
-
-/// Mean and population standard deviation of `pixels / 255`, accumulated
-/// exactly via a histogram and evaluated in f64. `None` if `pixels` is empty.
-pub fn pixel_stats(pixels: &[u8]) -> Option<(f32, f32)> {
-    let mut hist = [0u64; 256];
-    for &p in pixels {
-        hist[usize::from(p)] += 1;
-    }
-    histogram_stats(&hist)
-}
-
-/// [`pixel_stats`] from a histogram of pixel values (`hist[v]` = number of
-/// pixels equal to `v`). `None` if the histogram is empty.
-pub fn histogram_stats(hist: &[u64; 256]) -> Option<(f32, f32)> {
-    let total: u64 = hist.iter().sum();
-    if total == 0 {
-        return None;
-    }
-    let n = total as f64;
-    let mean = hist
-        .iter()
-        .enumerate()
-        .map(|(v, &c)| c as f64 * (v as f64 / 255.0))
-        .sum::<f64>()
-        / n;
-    let var = hist
-        .iter()
-        .enumerate()
-        .map(|(v, &c)| c as f64 * (v as f64 / 255.0 - mean).powi(2))
-        .sum::<f64>()
-        / n;
-    Some((mean as f32, var.sqrt() as f32))
 }
 
 /// Imports an IDX images file and its labels file into a graft data set at

@@ -16,6 +16,7 @@ pub mod npy;
 pub mod ops;
 pub mod output;
 pub mod photo;
+mod pixel_stats;
 pub mod rng;
 pub mod split;
 pub mod stream;

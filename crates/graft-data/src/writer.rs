@@ -91,7 +91,7 @@ impl Stats {
     /// `(mean, std)`, or `None` when no finite statistics exist.
     pub(crate) fn finish(&self) -> Option<(f32, f32)> {
         if let Some(hist) = &self.hist {
-            return crate::idx::histogram_stats(hist);
+            return crate::pixel_stats::histogram_stats(hist);
         }
         let mut all = Stats {
             hist: None,

@@ -305,15 +305,8 @@ impl Checkpoint {
         rules: &RenameRules,
     ) -> Result<(), NnError> {
         let st = self.tensors()?;
-        let mut by_name: HashMap<String, String> = HashMap::new();
         let mut problems = Vec::new();
-        for file_name in st.names() {
-            if let Some(name) = rules.apply(file_name) {
-                if let Some(other) = by_name.insert(name.clone(), file_name.to_string()) {
-                    problems.push(format!("{other} and {file_name} both map to {name}"));
-                }
-            }
-        }
+        let by_name = renamed(&st, rules, &mut problems);
         let skip = |name: &str| match scope {
             LoadScope::Whole => false,
             LoadScope::BackboneOnly { head } => name
@@ -360,6 +353,17 @@ impl Checkpoint {
             .collect();
         unexpected.sort_unstable();
         problems.extend(unexpected.iter().map(|n| format!("unexpected tensor {n}")));
+        self.load_outcome(network, problems, non_finite)
+    }
+
+    /// Every problem of a load in one error; non-finite values only when nothing else is
+    /// wrong.
+    fn load_outcome(
+        &self,
+        network: &str,
+        problems: Vec<String>,
+        non_finite: Option<(String, usize, f32)>,
+    ) -> Result<(), NnError> {
         if let (Some((tensor, index, value)), true) = (non_finite, problems.is_empty()) {
             return Err(NnError::NonFinite {
                 path: self.path.clone(),
@@ -378,6 +382,23 @@ impl Checkpoint {
             })
         }
     }
+}
+
+/// Model name -> file name of every tensor `rules` maps, each collision a problem.
+fn renamed(
+    st: &SafeTensors<'_>,
+    rules: &RenameRules,
+    problems: &mut Vec<String>,
+) -> HashMap<String, String> {
+    let mut by_name: HashMap<String, String> = HashMap::new();
+    for file_name in st.names() {
+        if let Some(name) = rules.apply(file_name) {
+            if let Some(other) = by_name.insert(name.clone(), file_name.to_string()) {
+                problems.push(format!("{other} and {file_name} both map to {name}"));
+            }
+        }
+    }
+    by_name
 }
 
 /// Converts little-endian tensor bytes of a float dtype to f32 values (by value, never by

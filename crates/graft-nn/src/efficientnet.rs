@@ -242,7 +242,7 @@ impl EfficientNetLite {
         if unit == 0 {
             folded::stem(&self.stem, &self.bn0, &x, dims)
         } else if unit <= self.blocks.len() {
-            folded::mbconv(&self.blocks[unit - 1], x, dims)
+            self.blocks[unit - 1].forward_folded(x, dims)
         } else {
             folded::pointwise(&self.head_conv, &self.bn1, &x, dims, true)
         }

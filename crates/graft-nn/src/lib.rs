@@ -17,6 +17,7 @@ pub mod owned;
 pub mod param;
 pub mod pool;
 pub mod rename;
+mod tensors;
 pub mod workers;
 
 pub use backbone::{Backbone, NetworkKind};
@@ -34,24 +35,5 @@ pub use owned::OwnedParam;
 pub use param::{Layer, Param, Parameters};
 pub use pool::{flatten, flatten_dyn, MaxPool2d};
 pub use rename::{RenameRule, RenameRules};
+pub use tensors::{Device, Features, InputBatch, Logits, IMAGE_SIDE, INPUT_LEN};
 pub use workers::on_workers;
-
-/// The device every graft network runs on (dfdx's CPU device; GPU work goes through graft-cuda).
-pub type Device = dfdx::tensor::Cpu;
-
-/// The side of a square grey input image, in pixels (all reference networks take 28x28).
-pub const IMAGE_SIDE: usize = 28;
-
-/// Elements of one flattened input image.
-pub const INPUT_LEN: usize = IMAGE_SIDE * IMAGE_SIDE;
-
-/// A batch of flattened input images, `(batch, 784)`, on tape `T`.
-pub type InputBatch<T = dfdx::tensor::NoneTape> =
-    dfdx::tensor::Tensor<(usize, dfdx::shapes::Const<INPUT_LEN>), f32, Device, T>;
-
-/// A batch of `F`-wide features, `(batch, F)`, on tape `T`.
-pub type Features<const F: usize, T = dfdx::tensor::NoneTape> =
-    dfdx::tensor::Tensor<(usize, dfdx::shapes::Const<F>), f32, Device, T>;
-
-/// A batch of logits, `(batch, classes)` with the class count known at run time.
-pub type Logits<T = dfdx::tensor::NoneTape> = dfdx::tensor::Tensor<(usize, usize), f32, Device, T>;

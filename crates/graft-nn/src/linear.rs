@@ -97,16 +97,7 @@ impl<const I: usize, const O: usize> Dense<I, O> {
             y.iter_mut().for_each(|v| *v = v.max(0.0));
             return dev.tensor_from_vec(y, (b, Const)).put_tape(tape);
         }
-        // The ReLU, keeping where it passed (y > 0; dfdx's ReLU passes no gradient at 0
-        // either) as one byte per value for the backward pass: a quarter of a copy of y.
-        let mask: Vec<u8> = y
-            .iter_mut()
-            .map(|v| {
-                let pass = *v > 0.0;
-                *v = if pass { *v } else { 0.0 };
-                u8::from(pass)
-            })
-            .collect();
+        let mask = relu_keeping_mask(&mut y);
         let out = dev.tensor_from_vec(y, (b, Const::<O>));
         let (x_g, out_g) = (x.ghost(), out.ghost());
         let (w_slot, b_slot) = (self.weight.grad_slot(), self.bias.grad_slot());
@@ -115,20 +106,8 @@ impl<const I: usize, const O: usize> Dense<I, O> {
         let wv = (input_grad == InputGrad::Compute).then_some(w);
         tape.add_backward_op(move |grads| {
             with_scratch(b * O, |g| -> Result<(), CpuError> {
-                // g = dL/dy masked by the ReLU (as a bit mask, so it vectorises), summed
-                // over the batch for the bias gradient in the same pass.
-                let mut bias_sum = vec![0.0f32; O];
                 let up = grads.get_or_alloc_mut(&out_g)?;
-                let rows = g.chunks_exact_mut(O).zip(up.chunks_exact(O));
-                for ((g_row, up_row), m_row) in rows.zip(mask.chunks_exact(O)) {
-                    for (((gi, ui), &m), sum) in
-                        g_row.iter_mut().zip(up_row).zip(m_row).zip(&mut bias_sum)
-                    {
-                        let keep = u32::from(m).wrapping_neg();
-                        *gi = f32::from_bits(ui.to_bits() & keep);
-                        *sum += *gi;
-                    }
-                }
+                let bias_sum = masked_grad_and_bias_sum::<O>(g, up, &mask);
                 for (d, s) in b_slot(grads)?.iter_mut().zip(&bias_sum) {
                     *d += *s;
                 }
@@ -157,6 +136,33 @@ impl<const I: usize, const O: usize> Dense<I, O> {
         });
         out.put_tape(tape)
     }
+}
+
+/// ReLU in place, keeping where it passed (y > 0; dfdx's ReLU passes no gradient at 0
+/// either) as one byte per value for the backward pass: a quarter of a copy of y.
+fn relu_keeping_mask(y: &mut [f32]) -> Vec<u8> {
+    y.iter_mut()
+        .map(|v| {
+            let pass = *v > 0.0;
+            *v = if pass { *v } else { 0.0 };
+            u8::from(pass)
+        })
+        .collect()
+}
+
+/// `g` = the upstream gradient `up` masked by the ReLU (as a bit mask, so it vectorises),
+/// rows of `O`; returns its sum over the batch (the bias gradient), made in the same pass.
+fn masked_grad_and_bias_sum<const O: usize>(g: &mut [f32], up: &[f32], mask: &[u8]) -> Vec<f32> {
+    let mut bias_sum = vec![0.0f32; O];
+    let rows = g.chunks_exact_mut(O).zip(up.chunks_exact(O));
+    for ((g_row, up_row), m_row) in rows.zip(mask.chunks_exact(O)) {
+        for (((gi, ui), &m), sum) in g_row.iter_mut().zip(up_row).zip(m_row).zip(&mut bias_sum) {
+            let keep = u32::from(m).wrapping_neg();
+            *gi = f32::from_bits(ui.to_bits() & keep);
+            *sum += *gi;
+        }
+    }
+    bias_sum
 }
 
 impl<const I: usize, const O: usize> Layer for Dense<I, O> {

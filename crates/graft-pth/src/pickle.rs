@@ -1,7 +1,7 @@
 //! A pickle interpreter that builds values and never calls anything.
 //!
 //! It knows the opcodes that `torch.save` emits for a state dict (protocols 2 to 5) and maps
-//! `GLOBAL` to a closed list of names ([`Global`]); `REDUCE` applies only those, as data
+//! `GLOBAL` to a closed list of names (`value::Global`); `REDUCE` applies only those, as data
 //! constructors. Any other opcode or global is a typed [`Problem`]. Memory is bounded by the
 //! input: every opcode consumes at least one byte and pushes at most one value, lengths are
 //! checked against the bytes left before anything is allocated, and values shared through
@@ -11,67 +11,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::error::Problem;
-use crate::torch::{self, Global, StorageRef, TensorRef};
-
-/// A mutable container, shared as Python shares it through the memo.
-pub(crate) type Shared<T> = Rc<RefCell<T>>;
-
-/// A value on the pickle stack.
-#[derive(Debug, Clone)]
-pub(crate) enum Value {
-    None,
-    Bool(bool),
-    Int(i64),
-    /// An integer beyond i64: its little-endian two's-complement bytes.
-    BigInt(Rc<[u8]>),
-    /// A float (its value is never needed).
-    Float,
-    Str(Rc<str>),
-    /// Bytes (their value is never needed).
-    Bytes,
-    Tuple(Rc<[Value]>),
-    List(Shared<Vec<Value>>),
-    /// Key-value pairs in insertion order (a later duplicate key wins on lookup).
-    Dict(Shared<Vec<(Value, Value)>>),
-    Global(Global),
-    Storage(Rc<StorageRef>),
-    Tensor(Rc<TensorRef>),
-}
-
-impl Value {
-    /// A short description for error messages.
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            Value::None => "None",
-            Value::Bool(_) => "a bool",
-            Value::Int(_) | Value::BigInt(_) => "an int",
-            Value::Float => "a float",
-            Value::Str(_) => "a str",
-            Value::Bytes => "bytes",
-            Value::Tuple(_) => "a tuple",
-            Value::List(_) => "a list",
-            Value::Dict(_) => "a dict",
-            Value::Global(_) => "a class or function",
-            Value::Storage(_) => "a storage",
-            Value::Tensor(_) => "a tensor",
-        }
-    }
-
-    pub(crate) fn as_int(&self) -> Option<i64> {
-        match self {
-            Value::Int(i) => Some(*i),
-            Value::Bool(b) => Some(i64::from(*b)),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn as_str(&self) -> Option<&str> {
-        match self {
-            Value::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-}
+use crate::torch;
+pub(crate) use crate::value::{PersistentLoad, Shared, Value};
 
 /// Every list and dict a pickle made, emptied when dropped. A pickle can make a container
 /// hold itself (`APPEND` of a memo `GET`); reference counting alone would leak that cycle.
@@ -100,11 +41,6 @@ impl Drop for Arena {
             d.borrow_mut().clear();
         }
     }
-}
-
-/// What the container does with a persistent id (`BINPERSID`): torch's storages.
-pub(crate) trait PersistentLoad {
-    fn load(&mut self, pid: &Value, offset: usize) -> Result<Value, Problem>;
 }
 
 /// Runs the pickle that starts at `start` and returns its value and the offset after `STOP`.

@@ -5,79 +5,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::error::Problem;
-use crate::pickle::{PersistentLoad, Value};
-
-/// The element type of a torch storage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ElemType {
-    /// `torch.FloatStorage`.
-    F32,
-    /// `torch.HalfStorage`.
-    F16,
-    /// `torch.BFloat16Storage`.
-    BF16,
-    /// `torch.DoubleStorage`.
-    F64,
-    /// `torch.LongStorage`.
-    I64,
-    /// `torch.IntStorage`.
-    I32,
-    /// `torch.ShortStorage`.
-    I16,
-    /// `torch.CharStorage`.
-    I8,
-    /// `torch.ByteStorage`.
-    U8,
-    /// `torch.BoolStorage`.
-    Bool,
-}
-
-impl ElemType {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            ElemType::F64 | ElemType::I64 => 8,
-            ElemType::F32 | ElemType::I32 => 4,
-            ElemType::F16 | ElemType::BF16 | ElemType::I16 => 2,
-            ElemType::I8 | ElemType::U8 | ElemType::Bool => 1,
-        }
-    }
-
-    /// PyTorch's name (`float32`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            ElemType::F32 => "float32",
-            ElemType::F16 => "float16",
-            ElemType::BF16 => "bfloat16",
-            ElemType::F64 => "float64",
-            ElemType::I64 => "int64",
-            ElemType::I32 => "int32",
-            ElemType::I16 => "int16",
-            ElemType::I8 => "int8",
-            ElemType::U8 => "uint8",
-            ElemType::Bool => "bool",
-        }
-    }
-
-    /// Floating-point types are converted; the others are buffers graft drops with a note.
-    pub fn is_float(self) -> bool {
-        matches!(
-            self,
-            ElemType::F32 | ElemType::F16 | ElemType::BF16 | ElemType::F64
-        )
-    }
-}
-
-/// A global on the allow-list. Nothing else can be named by a pickle graft reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Global {
-    OrderedDict,
-    RebuildTensorV2,
-    RebuildTensor,
-    RebuildParameter,
-    RebuildParameterWithState,
-    StorageType(ElemType),
-}
+pub use crate::value::ElemType;
+pub(crate) use crate::value::{Global, StorageRef, TensorRef};
+use crate::value::{PersistentLoad, Value};
 
 /// Maps a `GLOBAL module name` to the allow-list, or refuses it.
 pub(crate) fn resolve_global(module: &str, name: &str) -> Result<Global, Problem> {
@@ -116,26 +46,6 @@ fn storage_type(name: &str) -> Option<ElemType> {
         "BoolStorage" => ElemType::Bool,
         _ => return None,
     })
-}
-
-/// A storage as a pickle refers to it: a key into the container's data, and for legacy
-/// storage views the window `[start, start + len)` of the root storage, in elements.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct StorageRef {
-    pub key: String,
-    pub elem: ElemType,
-    pub root_len: u64,
-    pub start: u64,
-    pub len: u64,
-}
-
-/// A tensor as `_rebuild_tensor_v2` describes it: a strided view of a storage.
-#[derive(Debug, Clone)]
-pub(crate) struct TensorRef {
-    pub storage: Rc<StorageRef>,
-    pub offset: u64,
-    pub shape: Vec<u64>,
-    pub strides: Vec<u64>,
 }
 
 fn structure(what: impl Into<String>, offset: usize) -> Problem {

@@ -16,7 +16,8 @@ use crate::examples::{Examples, Shuffler};
 use crate::head_train::HeadParams;
 use crate::metrics::check_width;
 use crate::optim::OptimizerConfig;
-use crate::train::{Recent, TrainPlan, TrainStats};
+use crate::train::plan::{TrainPlan, TrainStats};
+use crate::train::progress::Recent;
 use crate::TransferError;
 
 /// graft-cuda's optimiser for `plan`'s (the same for the weight and the bias), or `None` for

@@ -11,9 +11,9 @@ use crate::early_stop::Stopper;
 use crate::examples::{Examples, Shuffler};
 use crate::metrics::{check_width, row_losses};
 use crate::optim::Optimizer;
-use crate::train::{
-    cross_entropy, patient, LearningRates, Recent, Schedule, TrainPlan, TrainStats,
-};
+use crate::train::plan::{LearningRates, Schedule, TrainPlan, TrainStats};
+use crate::train::progress::{patient, Recent};
+use crate::train::step::cross_entropy;
 use crate::TransferError;
 
 /// Trains `head` alone on cached `F`-wide features with Adam at a constant `lr`.

@@ -26,6 +26,7 @@ pub mod head_train;
 pub mod interrupt;
 pub mod l2sp;
 pub mod lr_schedule;
+pub mod merge;
 pub mod metrics;
 pub mod optim;
 pub mod options;

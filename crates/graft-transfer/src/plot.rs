@@ -13,7 +13,6 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
-use crate::report::SummaryRow;
 use crate::TransferError;
 
 /// DejaVu Sans (Bitstream Vera licence, see `assets/DejaVuSans-LICENSE.txt`).
@@ -44,17 +43,6 @@ pub struct Series {
     /// in `[0, 1]`. Labels per class must be positive (the x axis is logarithmic); pass the
     /// actual per-class count for the "all labels" budget. Any order; drawn sorted by x.
     pub points: Vec<(f64, f64, f64)>,
-}
-
-/// Curves from a report summary: one [`Series`] per strategy (in order of first appearance),
-/// with the `all` budget (`k = None`) placed at `all_labels_per_class`.
-pub fn series_from_summary(summary: &[SummaryRow], all_labels_per_class: f64) -> Vec<Series> {
-    series_from_cells(
-        summary
-            .iter()
-            .map(|r| (r.strategy.as_str(), r.k, r.accuracy_mean, r.accuracy_std)),
-        all_labels_per_class,
-    )
 }
 
 /// Curves from `(strategy, k, mean accuracy, std)` cells: one [`Series`] per strategy (in
@@ -186,6 +174,10 @@ macro_rules! line_with_markers {
     }};
 }
 
+/// A strategy's points, sorted by budget and dodged along the log axis: (palette index,
+/// series, (x, mean, sd) per budget).
+type Curve<'s> = (usize, &'s Series, Vec<(f64, f64, f64)>);
+
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
@@ -222,15 +214,31 @@ fn draw<DB: DrawingBackend>(
         .bold_line_style(BLACK.mix(0.12))
         .draw()
         .map_err(e)?;
+    let curves = dodged_curves(series);
+    // Bands first, so every line stays visible on top of every band.
+    draw_bands(&mut chart, &curves, series.len()).map_err(e)?;
+    draw_lines(&mut chart, &curves).map_err(e)?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .margin(12)
+        .legend_area_size(40)
+        .label_font(("sans-serif", 18))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.5))
+        .draw()
+        .map_err(e)?;
+    root.present().map_err(e)?;
+    Ok(())
+}
 
-    type Curve<'s> = (usize, &'s Series, Vec<(f64, f64, f64)>);
-    // Overlapping bands darken: the more series, the lighter each band.
-    let band_alpha = (0.54 / series.len().max(1) as f64).clamp(0.06, 0.18);
-    // Each series is drawn a little left or right of the budget it belongs to (at most ±7%
-    // on the log axis), so markers and whiskers of many strategies do not hide each other.
+/// Each non-empty series' points sorted by budget, each series drawn a little left or right
+/// of the budget it belongs to (at most ±7% on the log axis), so markers and whiskers of
+/// many strategies do not hide each other.
+fn dodged_curves(series: &[Series]) -> Vec<Curve<'_>> {
     let centre = (series.len().max(1) - 1) as f64 / 2.0;
     let spread = 0.14 / series.len().max(2) as f64;
-    let sorted: Vec<Curve> = series
+    series
         .iter()
         .enumerate()
         .filter(|(_, s)| !s.points.is_empty())
@@ -244,33 +252,46 @@ fn draw<DB: DrawingBackend>(
             p.sort_by(|a, b| a.0.total_cmp(&b.0));
             (i, s, p)
         })
-        .collect();
+        .collect()
+}
 
-    // Bands first, so every line stays visible on top of every band.
-    for (i, _, points) in &sorted {
+/// The ± one standard deviation band of each curve, and its whiskers.
+fn draw_bands<DB: DrawingBackend, CT: CoordTranslate<From = (f64, f64)>>(
+    chart: &mut ChartContext<'_, DB, CT>,
+    curves: &[Curve<'_>],
+    series_count: usize,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    // Overlapping bands darken: the more series, the lighter each band.
+    let band_alpha = (0.54 / series_count.max(1) as f64).clamp(0.06, 0.18);
+    for (i, _, points) in curves {
         let color = PALETTE[i % PALETTE.len()];
         if points.len() > 1 {
             let upper = points.iter().map(|&(x, m, sd)| (x, m + sd));
             let lower = points.iter().rev().map(|&(x, m, sd)| (x, m - sd));
             let outline: Vec<(f64, f64)> = upper.chain(lower).collect();
-            chart
-                .draw_series(std::iter::once(Polygon::new(
-                    outline,
-                    color.mix(band_alpha).filled(),
-                )))
-                .map_err(e)?;
+            chart.draw_series(std::iter::once(Polygon::new(
+                outline,
+                color.mix(band_alpha).filled(),
+            )))?;
         }
         // Whiskers make the spread readable where a band has no width (a single budget).
-        chart
-            .draw_series(points.iter().map(|&(x, m, sd)| {
-                PathElement::new(
-                    vec![(x, m - sd), (x, m + sd)],
-                    color.mix(0.6).stroke_width(2),
-                )
-            }))
-            .map_err(e)?;
+        chart.draw_series(points.iter().map(|&(x, m, sd)| {
+            PathElement::new(
+                vec![(x, m - sd), (x, m + sd)],
+                color.mix(0.6).stroke_width(2),
+            )
+        }))?;
     }
-    for (i, s, points) in &sorted {
+    Ok(())
+}
+
+/// Each curve's line and markers, with its legend entry.
+fn draw_lines<'a, DB: DrawingBackend + 'a, CT: CoordTranslate<From = (f64, f64)>>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    curves: &[Curve<'_>],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let e = |e| e;
+    for (i, s, points) in curves {
         let color = PALETTE[i % PALETTE.len()];
         let label = s.strategy.as_str();
         // Marker shapes cycle with the colours, so lines stay apart in greyscale too.
@@ -297,17 +318,6 @@ fn draw<DB: DrawingBackend>(
             )),
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .margin(12)
-        .legend_area_size(40)
-        .label_font(("sans-serif", 18))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.5))
-        .draw()
-        .map_err(e)?;
-    root.present().map_err(e)?;
     Ok(())
 }
 

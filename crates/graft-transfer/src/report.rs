@@ -396,6 +396,20 @@ fn devices_line(results: &[RunRecord]) -> String {
     )
 }
 
+/// The plot's curves from a report summary: one [`Series`] per strategy (in order of first appearance),
+/// with the `all` budget (`k = None`) placed at `all_labels_per_class`.
+pub fn series_from_summary(
+    summary: &[SummaryRow],
+    all_labels_per_class: f64,
+) -> Vec<crate::plot::Series> {
+    crate::plot::series_from_cells(
+        summary
+            .iter()
+            .map(|r| (r.strategy.as_str(), r.k, r.accuracy_mean, r.accuracy_std)),
+        all_labels_per_class,
+    )
+}
+
 /// Writes `report.json`, `report.md`, `report.csv` (one row per run) and the plot
 /// `accuracy.png` / `accuracy.svg` (when there is a run) into `dir` (each atomically) and
 /// returns `dir`.
@@ -437,8 +451,7 @@ pub fn write(report: &Report, dir: &Path) -> Result<PathBuf, TransferError> {
         "head_device",
     ];
     crate::csv::write_csv(&dir.join("report.csv"), &header, &rows)?;
-    let series =
-        crate::plot::series_from_summary(&report.summary, report.all_labels_per_class as f64);
+    let series = series_from_summary(&report.summary, report.all_labels_per_class as f64);
     let title = format!(
         "{}: target test accuracy, {}, {} seeds",
         report.protocol,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::early_stop::Stopper;
 use crate::optim::{Moments, Optimizer};
-use crate::train::CurvePoint;
+use crate::train::plan::{CurvePoint, TrainPlan};
 use crate::TransferError;
 
 const MAGIC: &[u8; 8] = b"GRAFTST1";
@@ -86,6 +86,60 @@ pub struct TrainingState {
     pub weights: Vec<(String, Vec<f32>)>,
     pub(crate) moments: HashMap<String, Moments>,
     pub(crate) best: Vec<(String, Vec<f32>)>,
+}
+
+impl TrainingState {
+    /// Refuses to continue a run other than the one that saved this state: another plan
+    /// (`plan_hash`), other source weights (`source_hash`, when both are known), or another
+    /// number of examples, batch, step count or seed.
+    pub(crate) fn check_fits(
+        &self,
+        plan_hash: &str,
+        source_hash: &str,
+        plan: &TrainPlan,
+        examples: usize,
+        seed: u64,
+    ) -> Result<(), TransferError> {
+        let h = &self.header;
+        let refuse = |what: &str, how: &str| {
+            TransferError::Config(format!(
+                "{}: saved by a run with {what}; resume with {how}, or start afresh without \
+                 --resume",
+                self.path.display()
+            ))
+        };
+        if !h.plan.is_empty() && h.plan != plan_hash {
+            return Err(refuse(
+                "another training plan (strategy, schedule, optimiser or learning rates)",
+                "the same --strategy, --schedule, --optimizer and rates",
+            ));
+        }
+        if !h.source.is_empty() && !source_hash.is_empty() && h.source != source_hash {
+            return Err(refuse(
+                "another source checkpoint (other backbone weights)",
+                "the same --checkpoint",
+            ));
+        }
+        let schedule = plan.schedule;
+        if (h.examples, h.batch, h.total_steps, h.seed)
+            != (examples, schedule.batch, schedule.steps, seed)
+        {
+            return Err(TransferError::Config(format!(
+                "{}: saved for {} examples, batch {}, {} steps, seed {}; this run has {}, {}, \
+                 {}, {}; resume with the same --k, --seed and strategy",
+                self.path.display(),
+                h.examples,
+                h.batch,
+                h.total_steps,
+                h.seed,
+                examples,
+                schedule.batch,
+                schedule.steps,
+                seed
+            )));
+        }
+        Ok(())
+    }
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> TransferError + '_ {

@@ -9,15 +9,19 @@ use std::time::Instant;
 use dfdx::tensor::Cpu;
 use graft_cuda::Backend;
 use graft_nn::{Backbone, Classifier, Head};
+use indicatif::ProgressBar;
 
-use crate::control::StopCheck;
-use crate::early_stop::carve;
+use crate::control::{StateFiles, StopCheck, TrainControl, Validation};
+use crate::early_stop::{carve, EarlyStopping};
 use crate::examples::Examples;
 use crate::head_gpu::train_head_on_backend;
+use crate::head_train::train_head_with;
+use crate::l2sp::L2Sp;
+use crate::metrics::accuracy;
 use crate::options::{probe_features, TrainOptions};
 use crate::train::{
-    accuracy, progress_bar, train_classifier_with, train_head_with, L2Sp, LearningRates, Monitor,
-    Schedule, StateFiles, TrainControl, TrainPlan, TrainStats, Validation,
+    progress_bar, train_classifier_with, CurvePoint, LearningRates, Monitor, Schedule, TrainPlan,
+    TrainStats,
 };
 use crate::TransferError;
 
@@ -163,6 +167,110 @@ impl std::str::FromStr for Strategy {
     }
 }
 
+/// How a recipe's target network starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Start {
+    /// A new network, randomly initialised (from the run's seed).
+    Scratch,
+    /// The pretrained backbone with a new, randomly initialised head.
+    NewHead,
+    /// The pretrained backbone with a head trained alone on its features under this plan
+    /// (a linear probe; the backbone's blocks are not trained).
+    ProbedHead(TrainPlan),
+}
+
+/// A strategy as data: how its network starts, then the plans of the phases that train
+/// the whole classifier, in order. [`run_strategy_with`] runs any recipe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recipe {
+    /// The starting network.
+    pub start: Start,
+    /// Classifier training phases (each continues from the previous one's weights).
+    pub phases: Vec<TrainPlan>,
+}
+
+impl Strategy {
+    /// The recipe of this strategy for a backbone with `blocks` blocks (`pretrained`, for
+    /// L2-SP's pull) on `examples` training examples under `schedule` (every phase's).
+    /// Plans use the default optimiser and a constant rate; the run sets its own.
+    pub fn recipe<B: Backbone<F>, const F: usize>(
+        self,
+        pretrained: &B,
+        examples: usize,
+        schedule: Schedule,
+    ) -> Recipe {
+        let blocks = B::BLOCKS.len();
+        let fine_tune = LearningRates {
+            backbone: Some(FINE_TUNE_BACKBONE_LR),
+            head: HEAD_LR,
+        };
+        let fine_tune_plan = TrainPlan::uniform(schedule, blocks, fine_tune);
+        let new_head = |plan: TrainPlan| Recipe {
+            start: Start::NewHead,
+            phases: vec![plan],
+        };
+        match self {
+            Strategy::Scratch => {
+                let lrs = LearningRates {
+                    backbone: Some(HEAD_LR),
+                    head: HEAD_LR,
+                };
+                Recipe {
+                    start: Start::Scratch,
+                    phases: vec![TrainPlan::uniform(schedule, blocks, lrs)],
+                }
+            }
+            Strategy::FineTune => new_head(fine_tune_plan),
+            Strategy::Partial { frozen } => {
+                let frozen = frozen.unwrap_or(blocks.saturating_sub(1)).min(blocks);
+                let mut plan = fine_tune_plan;
+                plan.block_lrs
+                    .iter_mut()
+                    .take(frozen)
+                    .for_each(|lr| *lr = None);
+                new_head(plan)
+            }
+            Strategy::GradualUnfreeze => {
+                let mut plan = fine_tune_plan;
+                let epoch = examples.div_ceil(schedule.batch);
+                plan.unfreeze_every = Some(epoch.max(schedule.steps / (blocks + 1)));
+                new_head(plan)
+            }
+            Strategy::Discriminative { decay } => {
+                let mut plan = fine_tune_plan;
+                for (i, lr) in plan.block_lrs.iter_mut().enumerate() {
+                    *lr = Some(HEAD_LR / decay.powi((blocks - i) as i32));
+                }
+                new_head(plan)
+            }
+            Strategy::L2Sp { alpha, beta } => {
+                let mut plan = fine_tune_plan;
+                plan.l2sp = Some(L2Sp {
+                    alpha,
+                    beta,
+                    start: pretrained.snapshot().into_iter().collect(),
+                });
+                new_head(plan)
+            }
+            Strategy::LinearProbe | Strategy::LpFt => {
+                let probe = TrainPlan::uniform(schedule, 0, fine_tune);
+                let lrs = LearningRates {
+                    backbone: Some(FINE_TUNE_BACKBONE_LR),
+                    head: FINE_TUNE_BACKBONE_LR,
+                };
+                let phases = match self {
+                    Strategy::LpFt => vec![TrainPlan::uniform(schedule, blocks, lrs)],
+                    _ => Vec::new(),
+                };
+                Recipe {
+                    start: Start::ProbedHead(probe),
+                    phases,
+                }
+            }
+        }
+    }
+}
+
 /// The outcome of one strategy on one k-shot training set.
 #[derive(Debug, Clone)]
 pub struct StrategyRun<B: Backbone<F>, const F: usize> {
@@ -174,7 +282,7 @@ pub struct StrategyRun<B: Backbone<F>, const F: usize> {
     /// Training FLOPs (feature extraction included).
     pub flops: f64,
     /// Monitor accuracy over training (empty without a monitor).
-    pub curve: Vec<crate::train::CurvePoint>,
+    pub curve: Vec<CurvePoint>,
     /// Where the new head was trained: `cuda:N` when graft-cuda trained a linear probe's
     /// head on a GPU, else `cpu` (the backbone always runs on the CPU).
     pub head_device: String,
@@ -213,19 +321,7 @@ pub fn run_strategy_with<B: Backbone<F>, const F: usize>(
     opts: &TrainOptions,
 ) -> Result<StrategyRun<B, F>, TransferError> {
     let dev = Cpu::seed_from_u64(seed);
-    let carved = match opts.early_stopping {
-        Some(es) => {
-            let c = carve(train, &es);
-            if c.is_none() {
-                tracing::warn!(
-                    min_per_class = es.min_per_class,
-                    "too few labels per class to carve a validation part; early stopping off"
-                );
-            }
-            c.map(|parts| (parts, es))
-        }
-        None => None,
-    };
+    let carved = carve_validation(train, opts);
     let (train, validation) = match &carved {
         Some(((t, v), es)) => (
             t,
@@ -237,15 +333,7 @@ pub fn run_strategy_with<B: Backbone<F>, const F: usize>(
         None => (train, None),
     };
     let schedule = Schedule::target_default(train.len());
-    let blocks = B::BLOCKS.len();
-    let bar = progress_bar(schedule.steps as u64, strategy.name());
-    let start = Instant::now();
-    let mut head_device = "cpu".to_owned();
-    let classes = train.num_classes;
-    let fine_tune = LearningRates {
-        backbone: Some(FINE_TUNE_BACKBONE_LR),
-        head: HEAD_LR,
-    };
+    let recipe = strategy.recipe(pretrained, train.len(), schedule);
     let files = opts.state_dir.as_ref().map(|dir| StateFiles {
         dir: dir.clone(),
         name: format!("{}-n{}-seed{seed}", strategy.name(), train.len()),
@@ -253,176 +341,198 @@ pub fn run_strategy_with<B: Backbone<F>, const F: usize>(
     });
     let resume = opts.resume.as_deref().map(crate::state::load).transpose()?;
     let interrupted = |_: usize| crate::interrupt::requested();
-    let stop: Option<&StopCheck<'_>> = opts.stop_on_interrupt.then_some(&interrupted);
     let ctl = TrainControl {
         validation,
         state: files.as_ref(),
         resume: resume.as_ref(),
-        stop,
+        stop: opts
+            .stop_on_interrupt
+            .then_some(&interrupted as &StopCheck<'_>),
         // Hashed only where a state is saved or resumed: it costs one pass over the weights.
         source: (opts.resume.is_some() || files.is_some())
             .then(|| crate::options::weights_hash(pretrained)),
     };
-    let with_opts = |mut plan: TrainPlan| {
-        plan.optimizer = opts.optimizer;
-        plan.lr_schedule = opts.lr_schedule;
-        plan
+    let probe_phases = usize::from(matches!(recipe.start, Start::ProbedHead(_)));
+    let steps = (probe_phases + recipe.phases.len()) * schedule.steps;
+    let bar = progress_bar(steps as u64, strategy.name());
+    let start = Instant::now();
+    let run = RecipeRun {
+        dev: &dev,
+        pretrained,
+        train,
+        seed,
+        monitor,
+        opts,
+        ctl,
+        bar: &bar,
+        start,
     };
-    let run =
-        |model: &mut Classifier<B, F>, plan: TrainPlan| -> Result<TrainStats, TransferError> {
-            train_classifier_with(
-                &dev,
-                model,
-                train,
-                &with_opts(plan),
-                seed,
-                monitor,
-                &bar,
-                ctl,
-            )
-        };
-    let (model, stats) = match strategy {
-        Strategy::Scratch => {
-            let mut model = Classifier::<B, F>::new(&dev, classes)?;
-            let lrs = LearningRates {
-                backbone: Some(HEAD_LR),
-                head: HEAD_LR,
-            };
-            let stats = run(&mut model, TrainPlan::uniform(schedule, blocks, lrs))?;
-            (model, stats)
-        }
-        Strategy::FineTune => {
-            let mut model = Classifier::with_new_head(&dev, pretrained.clone(), classes)?;
-            let stats = run(&mut model, TrainPlan::uniform(schedule, blocks, fine_tune))?;
-            (model, stats)
-        }
-        Strategy::Partial { frozen } => {
-            let frozen = frozen.unwrap_or(blocks.saturating_sub(1)).min(blocks);
-            let mut model = Classifier::with_new_head(&dev, pretrained.clone(), classes)?;
-            let mut plan = TrainPlan::uniform(schedule, blocks, fine_tune);
-            plan.block_lrs
-                .iter_mut()
-                .take(frozen)
-                .for_each(|lr| *lr = None);
-            let stats = run(&mut model, plan)?;
-            (model, stats)
-        }
-        Strategy::GradualUnfreeze => {
-            let mut model = Classifier::with_new_head(&dev, pretrained.clone(), classes)?;
-            let mut plan = TrainPlan::uniform(schedule, blocks, fine_tune);
-            let epoch = train.len().div_ceil(schedule.batch);
-            plan.unfreeze_every = Some(epoch.max(schedule.steps / (blocks + 1)));
-            let stats = run(&mut model, plan)?;
-            (model, stats)
-        }
-        Strategy::Discriminative { decay } => {
-            let mut model = Classifier::with_new_head(&dev, pretrained.clone(), classes)?;
-            let mut plan = TrainPlan::uniform(schedule, blocks, fine_tune);
-            for (i, lr) in plan.block_lrs.iter_mut().enumerate() {
-                *lr = Some(HEAD_LR / decay.powi((blocks - i) as i32));
-            }
-            let stats = run(&mut model, plan)?;
-            (model, stats)
-        }
-        Strategy::L2Sp { alpha, beta } => {
-            let mut model = Classifier::with_new_head(&dev, pretrained.clone(), classes)?;
-            let mut plan = TrainPlan::uniform(schedule, blocks, fine_tune);
-            plan.l2sp = Some(L2Sp {
-                alpha,
-                beta,
-                start: pretrained.snapshot().into_iter().collect(),
-            });
-            let stats = run(&mut model, plan)?;
-            (model, stats)
-        }
-        Strategy::LinearProbe | Strategy::LpFt => {
-            let cache = opts.feature_cache.as_deref();
-            let (features, _) = probe_features(&dev, pretrained, train, cache)?;
-            let val_features = match validation {
-                Some(v) => Some(probe_features(&dev, pretrained, v.data, cache)?.0),
-                None => None,
-            };
-            let extract_flops = B::forward_flops_per_sample() as f64 * train.len() as f64;
-            let mut head = Head::<F>::new(&dev, classes)?;
-            let head_plan = with_opts(TrainPlan::uniform(schedule, 0, fine_tune));
-            let head_ctl = TrainControl {
-                validation: val_features.as_ref().map(|data| Validation {
-                    data,
-                    early: validation.map(|v| v.early).unwrap_or_default(),
-                }),
-                stop: ctl.stop,
-                ..TrainControl::default()
-            };
-            // On a GPU with cuBLAS (and without early stopping) graft-cuda trains the head:
-            // the same steps as `train_head_with`, equal within f32 rounding (head_gpu.rs).
-            let backend = graft_cuda::select_backend();
-            let on_gpu = match (&backend, &head_ctl.validation) {
-                (Backend::Cuda(info), None) if graft_cuda::linear_head_on_device(&backend) => {
-                    let stats = train_head_on_backend(
-                        &backend, &mut head, &features, &head_plan, seed, &bar,
-                    )?;
-                    if stats.is_some() {
-                        head_device = format!("cuda:{}", info.ordinal);
-                    }
-                    stats
-                }
-                _ => None,
-            };
-            let probe = match on_gpu {
-                Some(stats) => stats,
-                None => {
-                    train_head_with(&dev, &mut head, &features, &head_plan, seed, &bar, head_ctl)?
-                }
-            };
-            let mut model = Classifier {
-                backbone: pretrained.clone(),
-                head,
-            };
-            let mut stats = TrainStats {
-                flops: extract_flops + probe.flops,
-                seconds: start.elapsed().as_secs_f64(),
-                ..probe
-            };
-            if strategy == Strategy::LpFt {
-                let lrs = LearningRates {
-                    backbone: Some(FINE_TUNE_BACKBONE_LR),
-                    head: FINE_TUNE_BACKBONE_LR,
-                };
-                bar.set_length(2 * schedule.steps as u64);
-                let ft = run(&mut model, TrainPlan::uniform(schedule, blocks, lrs))?;
-                stats = TrainStats {
-                    flops: stats.flops + ft.flops,
-                    seconds: stats.seconds + ft.seconds,
-                    curve: ft
-                        .curve
-                        .into_iter()
-                        .map(|mut p| {
-                            p.seconds += stats.seconds;
-                            p.flops += stats.flops;
-                            p
-                        })
-                        .collect(),
-                    ..ft
-                };
-            } else if let Some(m) = monitor {
-                stats.curve = vec![crate::train::CurvePoint {
-                    step: stats.steps,
-                    seconds: stats.seconds,
-                    flops: stats.flops,
-                    accuracy: accuracy(&dev, &model, m.data)?,
-                }];
-            }
-            (model, stats)
-        }
-    };
+    let outcome = run.run(recipe);
     bar.finish_and_clear();
-    Ok(StrategyRun {
-        model,
-        wall_seconds: stats.seconds,
-        flops: stats.flops,
-        curve: stats.curve,
-        head_device,
-    })
+    outcome
+}
+
+/// A validation part carved from `train` when `opts` asks for early stopping (with a
+/// warning, and none, when a class has too few labels).
+fn carve_validation(
+    train: &Examples,
+    opts: &TrainOptions,
+) -> Option<((Examples, Examples), EarlyStopping)> {
+    let es = opts.early_stopping?;
+    let parts = carve(train, &es);
+    if parts.is_none() {
+        tracing::warn!(
+            min_per_class = es.min_per_class,
+            "too few labels per class to carve a validation part; early stopping off"
+        );
+    }
+    parts.map(|parts| (parts, es))
+}
+
+/// What every phase of one strategy run shares.
+struct RecipeRun<'a, B: Backbone<F>, const F: usize> {
+    /// Seeded with the run's seed: every new weight is drawn from it, in phase order.
+    dev: &'a Cpu,
+    pretrained: &'a B,
+    /// The training examples (without the validation part).
+    train: &'a Examples,
+    seed: u64,
+    monitor: Option<Monitor<'a>>,
+    opts: &'a TrainOptions,
+    ctl: TrainControl<'a>,
+    bar: &'a ProgressBar,
+    /// When the run started (the probe's seconds include feature extraction).
+    start: Instant,
+}
+
+impl<B: Backbone<F>, const F: usize> RecipeRun<'_, B, F> {
+    /// The starting network, then each phase from where the last one ended.
+    fn run(&self, recipe: Recipe) -> Result<StrategyRun<B, F>, TransferError> {
+        let classes = self.train.num_classes;
+        let mut head_device = "cpu".to_owned();
+        let (mut model, mut stats) = match recipe.start {
+            Start::Scratch => (Classifier::<B, F>::new(self.dev, classes)?, None),
+            Start::NewHead => {
+                let backbone = self.pretrained.clone();
+                (
+                    Classifier::with_new_head(self.dev, backbone, classes)?,
+                    None,
+                )
+            }
+            Start::ProbedHead(plan) => {
+                let (model, stats, device) = self.probe(plan, recipe.phases.is_empty())?;
+                head_device = device;
+                (model, Some(stats))
+            }
+        };
+        for plan in recipe.phases {
+            let phase = train_classifier_with(
+                self.dev,
+                &mut model,
+                self.train,
+                &self.with_opts(plan),
+                self.seed,
+                self.monitor,
+                self.bar,
+                self.ctl,
+            )?;
+            stats = Some(match stats {
+                Some(before) => before.then(phase),
+                None => phase,
+            });
+        }
+        let stats = stats.ok_or_else(|| {
+            TransferError::Config("a strategy recipe with nothing to train".into())
+        })?;
+        Ok(StrategyRun {
+            model,
+            wall_seconds: stats.seconds,
+            flops: stats.flops,
+            curve: stats.curve,
+            head_device,
+        })
+    }
+
+    /// `plan` with the run's optimiser and learning-rate schedule.
+    fn with_opts(&self, mut plan: TrainPlan) -> TrainPlan {
+        plan.optimizer = self.opts.optimizer;
+        plan.lr_schedule = self.opts.lr_schedule;
+        plan
+    }
+
+    /// A linear probe: the pretrained backbone's features (cached when the options say
+    /// so), a new head trained alone on them, the device it trained on. When it is the
+    /// `last` phase, the curve is one point: the probe's monitor accuracy at its end (the
+    /// curve of LP-FT is its fine-tuning's).
+    fn probe(
+        &self,
+        plan: TrainPlan,
+        last: bool,
+    ) -> Result<(Classifier<B, F>, TrainStats, String), TransferError> {
+        let cache = self.opts.feature_cache.as_deref();
+        let (features, _) = probe_features(self.dev, self.pretrained, self.train, cache)?;
+        let validation = self.ctl.validation;
+        let val_features = match validation {
+            Some(v) => Some(probe_features(self.dev, self.pretrained, v.data, cache)?.0),
+            None => None,
+        };
+        let extract_flops = B::forward_flops_per_sample() as f64 * self.train.len() as f64;
+        let mut head = Head::<F>::new(self.dev, self.train.num_classes)?;
+        let head_ctl = TrainControl {
+            validation: val_features.as_ref().map(|data| Validation {
+                data,
+                early: validation.map(|v| v.early).unwrap_or_default(),
+            }),
+            stop: self.ctl.stop,
+            ..TrainControl::default()
+        };
+        let plan = self.with_opts(plan);
+        let (probe, device) = self.train_head(&mut head, &features, &plan, head_ctl)?;
+        let model = Classifier {
+            backbone: self.pretrained.clone(),
+            head,
+        };
+        let mut stats = TrainStats {
+            flops: extract_flops + probe.flops,
+            seconds: self.start.elapsed().as_secs_f64(),
+            ..probe
+        };
+        if let (Some(m), true) = (self.monitor, last) {
+            stats.curve = vec![CurvePoint {
+                step: stats.steps,
+                seconds: stats.seconds,
+                flops: stats.flops,
+                accuracy: accuracy(self.dev, &model, m.data)?,
+            }];
+        }
+        Ok((model, stats, device))
+    }
+
+    /// Trains the probe's head: through graft-cuda on a GPU with cuBLAS when there is no
+    /// early stopping (the same steps as `train_head_with`, equal within f32 rounding:
+    /// head_gpu.rs), else on the CPU. Returns the statistics and `cpu` or `cuda:N`.
+    fn train_head(
+        &self,
+        head: &mut Head<F>,
+        features: &Examples,
+        plan: &TrainPlan,
+        head_ctl: TrainControl<'_>,
+    ) -> Result<(TrainStats, String), TransferError> {
+        let backend = graft_cuda::select_backend();
+        if let (Backend::Cuda(info), None) = (&backend, &head_ctl.validation) {
+            if graft_cuda::linear_head_on_device(&backend) {
+                let stats =
+                    train_head_on_backend(&backend, head, features, plan, self.seed, self.bar)?;
+                if let Some(stats) = stats {
+                    return Ok((stats, format!("cuda:{}", info.ordinal)));
+                }
+            }
+        }
+        let stats = train_head_with(
+            self.dev, head, features, plan, self.seed, self.bar, head_ctl,
+        )?;
+        Ok((stats, "cpu".to_owned()))
+    }
 }
 
 /// Test accuracy of a trained run.

@@ -2,21 +2,22 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use graft_data::Normalize;
+use graft_data::{Normalize, View};
 use graft_nn::{Backbone, Classifier, NetworkKind};
 
 use crate::energy::{self, EnergyMeter};
 use crate::examples::Examples;
+use crate::metrics::accuracy;
 use crate::options::TrainOptions;
 use crate::pretrain::{pretrained_backbone, PretrainConfig};
 use crate::protocol::{DataDirs, Protocol};
 use crate::report::{self, Report, RunRecord};
 use crate::shard::{PlannedRun, Shard, ShardRecord};
 use crate::strategy::{run_strategy_with, Strategy};
-use crate::train::{accuracy, progress_bar, Monitor};
+use crate::train::{progress_bar, Monitor, Schedule};
 use crate::TransferError;
 
 /// Monitor examples per class: labelled pool images outside the k-shot set, used only to
@@ -337,151 +338,26 @@ fn sweep_with<B: Backbone<F> + Sync, const F: usize>(
         std: pretraining.std,
     };
     let pool_view = cfg.protocol.target_pool(&ds)?;
-    let pool = Examples::from_view(&pool_view, norm)?;
     let test = TestSplit::new(Examples::from_view(&cfg.protocol.target_test(&ds)?, norm)?);
     let all_per_class = pool_view.class_counts().into_iter().min().unwrap_or(0);
-    let mut groups = Vec::new();
-    for &k in &cfg.ks {
-        for &seed in &cfg.seeds {
-            let shots = match k {
-                Some(k) => pool_view.k_shot(k, seed)?,
-                None => pool_view.k_shot_all(seed)?,
-            };
-            let train = Examples::from_view(&shots, norm)?;
-            let shot_ids: HashSet<u32> = shots.indices().iter().copied().collect();
-            let monitor = monitor_set(&pool, pool_view.indices(), &shot_ids, MONITOR_PER_CLASS);
-            let steps = crate::train::Schedule::target_default(train.len()).steps;
-            groups.push(Group {
-                k,
-                seed,
-                train,
-                monitor,
-                steps,
-            });
-        }
-    }
+    let groups = shot_groups(cfg, &pool_view, norm)?;
     let tasks: Vec<(usize, Strategy)> = (0..groups.len())
         .flat_map(|g| cfg.strategies.iter().map(move |&s| (g, s)))
         .collect();
     let in_shard = shard_members(cfg.shard, &groups, &tasks);
     let runs_planned = in_shard.iter().filter(|&&m| m).count();
-    // Runs an earlier, interrupted call finished are taken as they are; only the rest train.
-    let mut reused = Vec::new();
-    let mut todo = Vec::new();
-    for (index, &(g, strategy)) in tasks.iter().enumerate() {
-        if !in_shard[index] {
-            continue;
-        }
-        let (k, seed, name) = (groups[g].k, groups[g].seed, strategy.to_string());
-        match prior
-            .iter()
-            .find(|r| r.k == k && r.seed == seed && r.strategy == name)
-        {
-            Some(r) => reused.push((index, r.clone())),
-            None => todo.push((index, (g, strategy))),
-        }
-    }
+    let (reused, todo) = split_reused(&tasks, &in_shard, &groups, &prior);
     let bar = progress_bar(runs_planned as u64, "runs");
     bar.inc(reused.len() as u64);
-    let jobs = cfg.jobs.clamp(1, todo.len().max(1));
-    let threads_per_job = (default_jobs() / jobs).max(1);
-    // RAPL counts the whole package: with runs side by side it cannot be split between
-    // them, so energy is then estimated from each run's FLOPs (the report says which).
-    let meter = Mutex::new(if jobs == 1 {
-        EnergyMeter::start()
-    } else {
-        None
-    });
-    let queue = Mutex::new(todo.iter());
-    let done: Mutex<Vec<(usize, RunRecord)>> = Mutex::new(Vec::with_capacity(tasks.len()));
-    let failed: Mutex<Option<TransferError>> = Mutex::new(None);
-    // Ctrl-C (or `stop_after`): no new run starts, runs in progress stop between steps and
-    // are dropped, the finished ones go into a partial report.
-    let trained = AtomicUsize::new(0);
-    let stopped = std::sync::atomic::AtomicBool::new(false);
-    let stop_now = || {
-        crate::interrupt::requested()
-            || cfg
-                .stop_after
-                .is_some_and(|n| trained.load(Ordering::SeqCst) >= n)
-    };
-    let training = TrainOptions {
-        stop_on_interrupt: true,
-        ..cfg.training.clone()
-    };
-    let worker = || -> Result<(), TransferError> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads_per_job)
-            .build()
-            .map_err(|e| {
-                TransferError::Config(format!("cannot start a worker thread pool: {e}"))
-            })?;
-        loop {
-            if lock(&failed).is_some() {
-                return Ok(());
-            }
-            if stop_now() {
-                stopped.store(true, Ordering::SeqCst);
-                return Ok(());
-            }
-            let Some(&(index, (g, strategy))) = lock(&queue).next() else {
-                return Ok(());
-            };
-            let group = &groups[g];
-            let record = pool.install(|| {
-                run_one::<B, F>(
-                    cfg,
-                    &training,
-                    &pretrained,
-                    group,
-                    strategy,
-                    &test,
-                    &meter,
-                    &bar,
-                )
-            });
-            match record {
-                Ok(r) => {
-                    lock(&done).push((index, r));
-                    trained.fetch_add(1, Ordering::SeqCst);
-                }
-                Err(TransferError::Interrupted { .. }) => {
-                    stopped.store(true, Ordering::SeqCst);
-                    return Ok(());
-                }
-                Err(e) => {
-                    lock(&failed).get_or_insert(e);
-                    return Ok(());
-                }
-            }
-        }
-    };
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (1..jobs).map(|_| s.spawn(worker)).collect();
-        let mine = worker();
-        for h in handles {
-            if let Ok(Err(e)) | Err(e) = h
-                .join()
-                .map_err(|_| TransferError::Config("a sweep worker thread panicked".into()))
-            {
-                lock(&failed).get_or_insert(e);
-            }
-        }
-        if let Err(e) = mine {
-            lock(&failed).get_or_insert(e);
-        }
-    });
-    if let Some(e) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        bar.abandon();
-        return Err(e);
-    }
-    let trained_here = trained.load(Ordering::SeqCst);
-    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    let workers = Workers::<B, F>::new(cfg, &pretrained, &groups, &test, &bar, &todo);
+    let finished = workers.run_all()?;
+    let trained_here = finished.done.len();
+    let mut done = finished.done;
     done.extend(reused);
     done.sort_by_key(|(i, _)| *i);
     let results: Vec<RunRecord> = done.into_iter().map(|(_, r)| r).collect();
     let partial = results.len() < runs_planned;
-    if partial && !stopped.load(Ordering::SeqCst) {
+    if partial && !finished.stopped {
         return Err(TransferError::Config(format!(
             "sweep ended with {} of {} runs and no error; this is a bug in graft",
             results.len(),
@@ -515,28 +391,22 @@ fn sweep_with<B: Backbone<F> + Sync, const F: usize>(
         training: training_description(&cfg.training),
         shard: cfg.shard.map(|shard| ShardRecord {
             shard,
-            plan: tasks
-                .iter()
-                .map(|&(g, s)| PlannedRun {
-                    strategy: s.to_string(),
-                    k: groups[g].k,
-                    seed: groups[g].seed,
-                })
-                .collect(),
+            plan: planned_runs_of(&tasks, &groups),
         }),
     };
-    report::write(&report, dir)?;
-    if partial {
-        return Err(TransferError::SweepInterrupted {
-            finished: report.results.len(),
-            planned: runs_planned,
-            dir: dir.to_path_buf(),
-        });
-    }
-    Ok(SweepOutcome {
-        report,
-        dir: dir.to_path_buf(),
-    })
+    write_report(report, dir, runs_planned)
+}
+
+/// The (strategy, label budget, seed) of every task, in report order.
+fn planned_runs_of(tasks: &[(usize, Strategy)], groups: &[Group]) -> Vec<PlannedRun> {
+    tasks
+        .iter()
+        .map(|&(g, s)| PlannedRun {
+            strategy: s.to_string(),
+            k: groups[g].k,
+            seed: groups[g].seed,
+        })
+        .collect()
 }
 
 /// Whether each task belongs to `shard` (every task without one), split by expected cost.
@@ -548,7 +418,7 @@ fn shard_members(shard: Option<Shard>, groups: &[Group], tasks: &[(usize, Strate
         .iter()
         .map(|&(g, strategy)| {
             let n = groups[g].train.len();
-            let batch = crate::train::Schedule::target_default(n).batch;
+            let batch = Schedule::target_default(n).batch;
             crate::shard::expected_cost(strategy, n, groups[g].steps, batch)
         })
         .collect();
@@ -558,59 +428,264 @@ fn shard_members(shard: Option<Shard>, groups: &[Group], tasks: &[(usize, Strate
         .collect()
 }
 
-/// Trains one (group, strategy) run and evaluates it on the test split, once.
-#[allow(clippy::too_many_arguments)]
-fn run_one<B: Backbone<F> + Sync, const F: usize>(
-    cfg: &SweepConfig,
-    training: &TrainOptions,
-    pretrained: &B,
-    group: &Group,
-    strategy: Strategy,
-    test: &TestSplit,
-    meter: &Mutex<Option<EnergyMeter>>,
-    bar: &indicatif::ProgressBar,
-) -> Result<RunRecord, TransferError> {
-    let k = group.k;
-    bar.set_message(format!(
-        "{strategy} k={} seed={}",
-        k.map_or("all".into(), |k| k.to_string()),
-        group.seed
-    ));
-    if let Some(m) = lock(meter).as_mut() {
-        // Restart the count: only the run's own energy is attributed to it.
-        let _ = m.joules_since_start();
+/// Writes the report; a partial one (Ctrl-C or `stop_after`) is then the error that names
+/// its folder.
+fn write_report(report: Report, dir: &Path, planned: usize) -> Result<SweepOutcome, TransferError> {
+    report::write(&report, dir)?;
+    if report.partial {
+        return Err(TransferError::SweepInterrupted {
+            finished: report.results.len(),
+            planned,
+            dir: dir.to_path_buf(),
+        });
     }
-    let monitor = (!group.monitor.is_empty()).then_some(Monitor {
-        data: &group.monitor,
-        every: (group.steps / 10).max(1),
-    });
-    let run = run_strategy_with::<B, F>(
-        strategy,
-        pretrained,
-        &group.train,
-        group.seed,
-        monitor,
-        training,
-    )?;
-    let (joules, source) = energy::joules_or_estimate(lock(meter).as_mut(), run.flops);
-    let accuracy = test.evaluate(&run.model)?;
-    tracing::info!(%strategy, ?k, seed = group.seed, accuracy, "run finished");
-    bar.inc(1);
-    Ok(RunRecord {
-        protocol: cfg.protocol.name().into(),
-        network: B::NAME.into(),
-        strategy: strategy.to_string(),
-        k,
-        seed: group.seed,
-        accuracy,
-        wall_seconds: run.wall_seconds,
-        flops: run.flops,
-        joules,
-        energy_source: source,
-        co2_grams: energy::co2_grams(joules, cfg.grid_g_per_kwh),
-        curve: run.curve,
-        head_device: run.head_device,
+    Ok(SweepOutcome {
+        report,
+        dir: dir.to_path_buf(),
     })
+}
+
+/// The k-shot training set of every (label budget, seed), in report order, each with its
+/// monitor set (pool examples outside it) and its step count.
+fn shot_groups(
+    cfg: &SweepConfig,
+    pool_view: &View<'_>,
+    norm: Normalize,
+) -> Result<Vec<Group>, TransferError> {
+    let pool = Examples::from_view(pool_view, norm)?;
+    let mut groups = Vec::new();
+    for &k in &cfg.ks {
+        for &seed in &cfg.seeds {
+            let shots = match k {
+                Some(k) => pool_view.k_shot(k, seed)?,
+                None => pool_view.k_shot_all(seed)?,
+            };
+            let train = Examples::from_view(&shots, norm)?;
+            let shot_ids: HashSet<u32> = shots.indices().iter().copied().collect();
+            let monitor = monitor_set(&pool, pool_view.indices(), &shot_ids, MONITOR_PER_CLASS);
+            let steps = Schedule::target_default(train.len()).steps;
+            groups.push(Group {
+                k,
+                seed,
+                train,
+                monitor,
+                steps,
+            });
+        }
+    }
+    Ok(groups)
+}
+
+/// The planned runs of this shard (index, (group, strategy)) split into those an earlier,
+/// interrupted call finished (taken as they are) and those still to train.
+#[allow(clippy::type_complexity)]
+fn split_reused(
+    tasks: &[(usize, Strategy)],
+    in_shard: &[bool],
+    groups: &[Group],
+    prior: &[RunRecord],
+) -> (Vec<(usize, RunRecord)>, Vec<(usize, (usize, Strategy))>) {
+    let mut reused = Vec::new();
+    let mut todo = Vec::new();
+    for (index, &(g, strategy)) in tasks.iter().enumerate() {
+        if !in_shard[index] {
+            continue;
+        }
+        let (k, seed, name) = (groups[g].k, groups[g].seed, strategy.to_string());
+        match prior
+            .iter()
+            .find(|r| r.k == k && r.seed == seed && r.strategy == name)
+        {
+            Some(r) => reused.push((index, r.clone())),
+            None => todo.push((index, (g, strategy))),
+        }
+    }
+    (reused, todo)
+}
+
+/// What the workers leave: the runs they finished (by plan index) and whether they were
+/// stopped (Ctrl-C or `stop_after`) before the queue was empty.
+struct Finished {
+    done: Vec<(usize, RunRecord)>,
+    stopped: bool,
+}
+
+/// The sweep's ordered worker pool: `jobs` threads take runs from one queue, each training
+/// in its own rayon pool of `threads_per_job` threads; the first error stops them all.
+struct Workers<'a, B: Backbone<F>, const F: usize> {
+    cfg: &'a SweepConfig,
+    /// The sweep's options, with Ctrl-C stopping runs between steps.
+    training: TrainOptions,
+    pretrained: &'a B,
+    groups: &'a [Group],
+    test: &'a TestSplit,
+    bar: &'a indicatif::ProgressBar,
+    jobs: usize,
+    threads_per_job: usize,
+    /// RAPL counts the whole package: with runs side by side it cannot be split between
+    /// them, so energy is then estimated from each run's FLOPs (the report says which).
+    meter: Mutex<Option<EnergyMeter>>,
+    queue: Mutex<std::slice::Iter<'a, (usize, (usize, Strategy))>>,
+    done: Mutex<Vec<(usize, RunRecord)>>,
+    failed: Mutex<Option<TransferError>>,
+    trained: AtomicUsize,
+    stopped: AtomicBool,
+}
+
+impl<'a, B: Backbone<F> + Sync, const F: usize> Workers<'a, B, F> {
+    fn new(
+        cfg: &'a SweepConfig,
+        pretrained: &'a B,
+        groups: &'a [Group],
+        test: &'a TestSplit,
+        bar: &'a indicatif::ProgressBar,
+        todo: &'a [(usize, (usize, Strategy))],
+    ) -> Self {
+        let jobs = cfg.jobs.clamp(1, todo.len().max(1));
+        Workers {
+            cfg,
+            training: TrainOptions {
+                stop_on_interrupt: true,
+                ..cfg.training.clone()
+            },
+            pretrained,
+            groups,
+            test,
+            bar,
+            jobs,
+            threads_per_job: (default_jobs() / jobs).max(1),
+            meter: Mutex::new(if jobs == 1 {
+                EnergyMeter::start()
+            } else {
+                None
+            }),
+            queue: Mutex::new(todo.iter()),
+            done: Mutex::new(Vec::with_capacity(todo.len())),
+            failed: Mutex::new(None),
+            trained: AtomicUsize::new(0),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs the queue on `jobs` threads (this one included) and collects what finished.
+    fn run_all(self) -> Result<Finished, TransferError> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (1..self.jobs).map(|_| s.spawn(|| self.work())).collect();
+            let mine = self.work();
+            for h in handles {
+                if let Ok(Err(e)) | Err(e) = h
+                    .join()
+                    .map_err(|_| TransferError::Config("a sweep worker thread panicked".into()))
+                {
+                    lock(&self.failed).get_or_insert(e);
+                }
+            }
+            if let Err(e) = mine {
+                lock(&self.failed).get_or_insert(e);
+            }
+        });
+        if let Some(e) = self.failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            self.bar.abandon();
+            return Err(e);
+        }
+        Ok(Finished {
+            done: self.done.into_inner().unwrap_or_else(|e| e.into_inner()),
+            stopped: self.stopped.load(Ordering::SeqCst),
+        })
+    }
+
+    /// Ctrl-C (or `stop_after`): no new run starts, runs in progress stop between steps and
+    /// are dropped, the finished ones go into a partial report.
+    fn stop_now(&self) -> bool {
+        crate::interrupt::requested()
+            || self
+                .cfg
+                .stop_after
+                .is_some_and(|n| self.trained.load(Ordering::SeqCst) >= n)
+    }
+
+    /// One worker: takes runs from the queue until it is empty, another worker failed, or
+    /// the sweep is stopped.
+    fn work(&self) -> Result<(), TransferError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads_per_job)
+            .build()
+            .map_err(|e| {
+                TransferError::Config(format!("cannot start a worker thread pool: {e}"))
+            })?;
+        loop {
+            if lock(&self.failed).is_some() {
+                return Ok(());
+            }
+            if self.stop_now() {
+                self.stopped.store(true, Ordering::SeqCst);
+                return Ok(());
+            }
+            let Some(&(index, (g, strategy))) = lock(&self.queue).next() else {
+                return Ok(());
+            };
+            let record = pool.install(|| self.run_one(&self.groups[g], strategy));
+            match record {
+                Ok(r) => {
+                    lock(&self.done).push((index, r));
+                    self.trained.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(TransferError::Interrupted { .. }) => {
+                    self.stopped.store(true, Ordering::SeqCst);
+                    return Ok(());
+                }
+                Err(e) => {
+                    lock(&self.failed).get_or_insert(e);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Trains one (group, strategy) run and evaluates it on the test split, once.
+    fn run_one(&self, group: &Group, strategy: Strategy) -> Result<RunRecord, TransferError> {
+        let k = group.k;
+        self.bar.set_message(format!(
+            "{strategy} k={} seed={}",
+            k.map_or("all".into(), |k| k.to_string()),
+            group.seed
+        ));
+        if let Some(m) = lock(&self.meter).as_mut() {
+            // Restart the count: only the run's own energy is attributed to it.
+            let _ = m.joules_since_start();
+        }
+        let monitor = (!group.monitor.is_empty()).then_some(Monitor {
+            data: &group.monitor,
+            every: (group.steps / 10).max(1),
+        });
+        let run = run_strategy_with::<B, F>(
+            strategy,
+            self.pretrained,
+            &group.train,
+            group.seed,
+            monitor,
+            &self.training,
+        )?;
+        let (joules, source) = energy::joules_or_estimate(lock(&self.meter).as_mut(), run.flops);
+        let accuracy = self.test.evaluate(&run.model)?;
+        tracing::info!(%strategy, ?k, seed = group.seed, accuracy, "run finished");
+        self.bar.inc(1);
+        Ok(RunRecord {
+            protocol: self.cfg.protocol.name().into(),
+            network: B::NAME.into(),
+            strategy: strategy.to_string(),
+            k,
+            seed: group.seed,
+            accuracy,
+            wall_seconds: run.wall_seconds,
+            flops: run.flops,
+            joules,
+            energy_source: source,
+            co2_grams: energy::co2_grams(joules, self.cfg.grid_g_per_kwh),
+            curve: run.curve,
+            head_device: run.head_device,
+        })
+    }
 }
 
 /// Locks a mutex, recovering the data if another worker panicked while holding it.

@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use graft_nn::NetworkKind;
+use graft_transfer::merge::merge;
 use graft_transfer::pretrain::PretrainConfig;
 use graft_transfer::protocol::DataDirs;
 use graft_transfer::report::{Report, RunRecord};
-use graft_transfer::shard::{merge, Shard};
+use graft_transfer::shard::Shard;
 use graft_transfer::{run_sweep, Protocol, Strategy, SweepConfig};
 
 fn config(tmp: &Path) -> SweepConfig {

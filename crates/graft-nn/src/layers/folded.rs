@@ -9,19 +9,18 @@
 
 use rayon::prelude::*;
 
-use super::depthwise::depthwise_values;
 use super::pointwise::pointwise_values;
 use super::same_conv::conv_values;
-use super::{BatchNorm2d, MbConv, PointwiseConv2d, SameConv2d, Shape4};
+use super::{BatchNorm2d, PointwiseConv2d, SameConv2d, Shape4};
 
 /// A convolution's weight scaled per output channel by its BatchNorm, and the shift to add.
-struct Folded {
-    weight: Vec<f32>,
-    shift: Vec<f32>,
+pub(crate) struct Folded {
+    pub(crate) weight: Vec<f32>,
+    pub(crate) shift: Vec<f32>,
 }
 
 /// Folds `bn` into `weight` (`(co, ...)`, one row per output channel).
-fn fold(weight: &[f32], bn: &BatchNorm2d) -> Folded {
+pub(crate) fn fold(weight: &[f32], bn: &BatchNorm2d) -> Folded {
     let (scale, shift) = bn.scale_shift();
     let per_out = weight.len() / scale.len();
     let mut weight = weight.to_vec();
@@ -33,7 +32,7 @@ fn fold(weight: &[f32], bn: &BatchNorm2d) -> Folded {
 
 /// Adds each plane's channel shift to `y` (`(b, c, plane)`), then clamps to [0, 6] when
 /// `relu6`.
-fn add_shift(y: &mut [f32], shift: &[f32], plane: usize, relu6: bool) {
+pub(crate) fn add_shift(y: &mut [f32], shift: &[f32], plane: usize, relu6: bool) {
     let c = shift.len();
     y.par_chunks_mut(plane.max(1))
         .enumerate()
@@ -75,35 +74,4 @@ pub(crate) fn pointwise(
     let mut y = pointwise_values(x, dims, &f.weight, co);
     add_shift(&mut y, &f.shift, dims.2 * dims.3, relu6);
     (y, (dims.0, co, dims.2, dims.3))
-}
-
-/// One MBConv block in eval mode; returns the output and its shape.
-pub(crate) fn mbconv(block: &MbConv, x: Vec<f32>, dims: Shape4) -> (Vec<f32>, Shape4) {
-    let expanded;
-    let (h, hdims) = match &block.expand {
-        Some((conv, bn)) => {
-            let (values, hdims) = pointwise(conv, bn, &x, dims, true);
-            expanded = values;
-            (&expanded[..], hdims)
-        }
-        None => (&x[..], dims),
-    };
-    let dw = &block.depthwise;
-    let f = fold(dw.weight.values(), &block.bn1);
-    let mut h = depthwise_values(h, hdims, &f.weight, (dw.kernel(), dw.stride));
-    let (oh, ow) = dw.output_size(hdims.2, hdims.3);
-    add_shift(&mut h, &f.shift, oh * ow, true);
-    let (mut y, ydims) = pointwise(
-        &block.project,
-        &block.bn2,
-        &h,
-        (dims.0, hdims.1, oh, ow),
-        false,
-    );
-    if block.config.has_residual() {
-        y.par_iter_mut()
-            .zip(x.par_iter())
-            .for_each(|(a, b)| *a += b);
-    }
-    (y, ydims)
 }

@@ -12,10 +12,15 @@ use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, NoneTape, Tape, TensorFromVec};
 use dfdx::tensor_ops::ReshapeTo;
 
+use rayon::prelude::*;
+
+use super::depthwise::depthwise_values;
 use super::folded;
 
 use super::Buffers;
-use super::{relu6, residual_add, BatchNorm2d, BnMode, DepthwiseConv2d, Images, PointwiseConv2d};
+use super::{
+    relu6, residual_add, BatchNorm2d, BnMode, DepthwiseConv2d, Images, PointwiseConv2d, Shape4,
+};
 use crate::conv::{values, InputGrad};
 use crate::{Param, Parameters};
 
@@ -128,7 +133,7 @@ impl MbConv {
     pub fn forward_inference(&self, x: Images) -> Images {
         let dev = x.device().clone();
         let dims = *x.shape();
-        let (y, shape) = folded::mbconv(self, values(&x.contiguous()), dims);
+        let (y, shape) = self.forward_folded(values(&x.contiguous()), dims);
         dev.tensor_from_vec(y, shape)
     }
 
@@ -235,5 +240,38 @@ impl Buffers for MbConv {
     }
     fn visit_buffers_mut(&mut self, f: &mut dyn FnMut(&str, &mut dyn Param)) {
         self.visit_buffers_mut_under("", f);
+    }
+}
+impl MbConv {
+    /// The block in eval mode with each BatchNorm folded into its convolution (see
+    /// `folded`); returns the output and its shape.
+    pub(crate) fn forward_folded(&self, x: Vec<f32>, dims: Shape4) -> (Vec<f32>, Shape4) {
+        let expanded;
+        let (h, hdims) = match &self.expand {
+            Some((conv, bn)) => {
+                let (values, hdims) = folded::pointwise(conv, bn, &x, dims, true);
+                expanded = values;
+                (&expanded[..], hdims)
+            }
+            None => (&x[..], dims),
+        };
+        let dw = &self.depthwise;
+        let f = folded::fold(dw.weight.values(), &self.bn1);
+        let mut h = depthwise_values(h, hdims, &f.weight, (dw.kernel(), dw.stride));
+        let (oh, ow) = dw.output_size(hdims.2, hdims.3);
+        folded::add_shift(&mut h, &f.shift, oh * ow, true);
+        let (mut y, ydims) = folded::pointwise(
+            &self.project,
+            &self.bn2,
+            &h,
+            (dims.0, hdims.1, oh, ow),
+            false,
+        );
+        if self.config.has_residual() {
+            y.par_iter_mut()
+                .zip(x.par_iter())
+                .for_each(|(a, b)| *a += b);
+        }
+        (y, ydims)
     }
 }

@@ -9,6 +9,8 @@
 //! the separate operations (eval-mode BatchNorm `dx = γ dy / sqrt(σ² + eps)`, ReLU6 passing
 //! only where `0 < z < 6`), checked against PyTorch through the MBConv and network tests.
 
+use std::sync::Arc;
+
 use dfdx::shapes::HasShape;
 use dfdx::tensor::{Cpu, PutTape, SplitTape, Tape, TensorFromVec};
 use dfdx::tensor_ops::ReshapeTo;
@@ -137,6 +139,16 @@ struct Sizes {
     s: usize,
 }
 
+/// A weight for the backward pass: its values and where its gradient goes.
+type WeightAndSlot = (Arc<Vec<f32>>, GradSlot);
+
+/// The block's three BatchNorms in eval mode (the expand one only with an expansion).
+struct EvalBns {
+    bn0: Option<EvalBn>,
+    bn1: EvalBn,
+    bn2: EvalBn,
+}
+
 impl MbConv {
     /// The block with BatchNorm in eval mode as one operation (see the module docs).
     pub(crate) fn forward_eval_fused<T: Tape<f32, Cpu>>(
@@ -146,25 +158,71 @@ impl MbConv {
     ) -> Images<T> {
         let (x, mut tape) = x.contiguous().split_tape();
         let dev = x.device().clone();
-        let input = *x.shape();
+        let sz = self.sizes(*x.shape());
+        let bns = EvalBns {
+            bn0: self.expand.as_ref().map(|(_, bn)| EvalBn::of(bn)),
+            bn1: EvalBn::of(&self.bn1),
+            bn2: EvalBn::of(&self.bn2),
+        };
+        let (y, saved) = self.forward_values(values(&x), sz, &bns);
+        let out = dev.tensor_from_vec(y, sz.out);
+        if !T::OWNS_TAPE {
+            return out.put_tape(tape);
+        }
+        let backward = FusedBackward {
+            saved,
+            expand_w: self
+                .expand
+                .as_ref()
+                .map(|(conv, _)| (conv.weight.shared(), conv.weight.grad_slot())),
+            depthwise_w: (
+                self.depthwise.weight.shared(),
+                self.depthwise.weight.grad_slot(),
+            ),
+            project_w: (
+                self.project.weight.shared(),
+                self.project.weight.grad_slot(),
+            ),
+            bns,
+            sz,
+            residual: self.config.has_residual(),
+            input_grad,
+        };
+        let (x_g, out_g) = (x.ghost(), out.ghost());
+        drop(x);
+        tape.add_backward_op(move |grads| {
+            let gy: Vec<f32> = std::mem::take(&mut **grads.get_or_alloc_mut(&out_g)?);
+            if let Some(gx) = backward.run(&gy, grads)? {
+                add_into(grads.get_or_alloc_mut(&x_g)?, &gx);
+            }
+            Ok(())
+        });
+        out.put_tape(tape)
+    }
+
+    /// The block's sizes for an input of shape `input`.
+    fn sizes(&self, input: Shape4) -> Sizes {
         let (b, cin, h, w) = input;
         assert_eq!(cin, self.config.in_channels, "mbconv: channel count");
         let (oh, ow) = self.depthwise.output_size(h, w);
-        let sz = Sizes {
+        Sizes {
             input,
             mid: self.config.mid_channels(),
             out: (b, self.config.out_channels, oh, ow),
             k: self.depthwise.kernel(),
             s: self.depthwise.stride,
-        };
-        let bn0 = self.expand.as_ref().map(|(_, bn)| EvalBn::of(bn));
-        let (bn1, bn2) = (EvalBn::of(&self.bn1), EvalBn::of(&self.bn2));
-        let xv = values(&x);
+        }
+    }
+
+    /// The block's output values from the input's (`xv`), and what the backward pass keeps.
+    fn forward_values(&self, xv: Vec<f32>, sz: Sizes, bns: &EvalBns) -> (Vec<f32>, Saved) {
+        let (b, _, h, w) = sz.input;
+        let (_, _, oh, ow) = sz.out;
         let expanded = self
             .expand
             .as_ref()
-            .map(|(conv, _)| pointwise_values(&xv, input, conv.weight.values(), sz.mid));
-        let r1 = match (&expanded, &bn0) {
+            .map(|(conv, _)| pointwise_values(&xv, sz.input, conv.weight.values(), sz.mid));
+        let r1 = match (&expanded, &bns.bn0) {
             (Some(e), Some(bn0)) => bn0.apply(e, h * w, true),
             _ => xv.clone(),
         };
@@ -175,7 +233,7 @@ impl MbConv {
             (sz.k, sz.s),
         );
         drop(r1);
-        let r2 = bn1.apply(&depthwise, oh * ow, true);
+        let r2 = bns.bn1.apply(&depthwise, oh * ow, true);
         let projected = pointwise_values(
             &r2,
             (b, sz.mid, oh, ow),
@@ -183,13 +241,9 @@ impl MbConv {
             sz.out.1,
         );
         drop(r2);
-        let mut y = bn2.apply(&projected, oh * ow, false);
+        let mut y = bns.bn2.apply(&projected, oh * ow, false);
         if self.config.has_residual() {
             add_into(&mut y, &xv);
-        }
-        let out = dev.tensor_from_vec(y, sz.out);
-        if !T::OWNS_TAPE {
-            return out.put_tape(tape);
         }
         let saved = Saved {
             x: xv,
@@ -197,91 +251,110 @@ impl MbConv {
             depthwise,
             projected,
         };
-        let weights = (
-            self.expand
-                .as_ref()
-                .map(|(conv, _)| (conv.weight.shared(), conv.weight.grad_slot())),
-            (
-                self.depthwise.weight.shared(),
-                self.depthwise.weight.grad_slot(),
-            ),
-            (
-                self.project.weight.shared(),
-                self.project.weight.grad_slot(),
-            ),
+        (y, saved)
+    }
+}
+
+/// The fused block's backward pass: what the forward pass kept, the weights and where
+/// their gradients go.
+struct FusedBackward {
+    saved: Saved,
+    expand_w: Option<WeightAndSlot>,
+    depthwise_w: WeightAndSlot,
+    project_w: WeightAndSlot,
+    bns: EvalBns,
+    sz: Sizes,
+    residual: bool,
+    input_grad: InputGrad,
+}
+
+type Grads = dfdx::tensor::Gradients<f32, Cpu>;
+type BackwardResult<T> = Result<T, dfdx::tensor::CpuError>;
+
+impl FusedBackward {
+    /// From the output's gradient `gy`, adds every weight's and BatchNorm parameter's
+    /// gradient; returns the input's gradient when it is wanted (or the residual needs it).
+    fn run(&self, gy: &[f32], grads: &mut Grads) -> BackwardResult<Option<Vec<f32>>> {
+        let g_r2 = self.project(gy, grads)?;
+        let g_r1 = self.depthwise(g_r2, grads)?;
+        let mut gx = self.expand(&g_r1, grads)?;
+        if let (Some(gx), true) = (gx.as_deref_mut(), self.residual) {
+            add_into(gx, gy);
+        }
+        Ok(gx)
+    }
+
+    /// Project: BN2, then the 1x1 convolution. Returns the gradient of its input, r2.
+    fn project(&self, gy: &[f32], grads: &mut Grads) -> BackwardResult<Vec<f32>> {
+        let (b, _, oh, ow) = self.sz.out;
+        let cout = self.sz.out.1;
+        let (proj_w, proj_slot) = &self.project_w;
+        let g_proj = self
+            .bns
+            .bn2
+            .backward(&self.saved.projected, gy, oh * ow, false, grads)?;
+        let r2 = self.bns.bn1.apply(&self.saved.depthwise, oh * ow, true);
+        let mut g_r2 = vec![0.0f32; r2.len()];
+        let gw = pointwise_grads(
+            &r2,
+            proj_w,
+            &g_proj,
+            (b, self.sz.mid, cout, oh * ow),
+            Some(&mut g_r2),
         );
-        let residual = self.config.has_residual();
-        let (x_g, out_g) = (x.ghost(), out.ghost());
-        drop(x);
-        tape.add_backward_op(move |grads| {
-            let gy: Vec<f32> = std::mem::take(&mut **grads.get_or_alloc_mut(&out_g)?);
-            let (b, cin, h, w) = sz.input;
-            let (_, cout, oh, ow) = sz.out;
-            let (expand_w, (dw_w, dw_slot), (proj_w, proj_slot)) = &weights;
-            // Project: BN2, then the 1x1 convolution.
-            let g_proj = bn2.backward(&saved.projected, &gy, oh * ow, false, grads)?;
-            let r2 = bn1.apply(&saved.depthwise, oh * ow, true);
-            let mut g_r2 = vec![0.0f32; r2.len()];
-            let gw = pointwise_grads(
-                &r2,
-                proj_w,
-                &g_proj,
-                (b, sz.mid, cout, oh * ow),
-                Some(&mut g_r2),
-            );
-            add_into(proj_slot(grads)?, &gw);
-            drop(r2);
-            // Depthwise: ReLU6(BN1), then the depthwise convolution.
-            let g_dw = bn1.backward(&saved.depthwise, &g_r2, oh * ow, true, grads)?;
-            drop(g_r2);
-            let r1 = match (&saved.expanded, &bn0) {
-                (Some(e), Some(bn0)) => bn0.apply(e, h * w, true),
-                _ => saved.x.clone(),
-            };
-            let mut g_r1 = vec![0.0f32; r1.len()];
-            let gw = depthwise_grads(
-                &r1,
-                dw_w,
-                &g_dw,
-                (b, sz.mid, h, w),
-                (sz.k, sz.s),
-                Some(&mut g_r1),
-            );
-            add_into(dw_slot(grads)?, &gw);
-            drop(r1);
-            // Expand: ReLU6(BN0), then the 1x1 convolution; or straight to the input.
-            let want_gx = input_grad == InputGrad::Compute || residual;
-            let mut gx = if want_gx {
-                Some(vec![0.0f32; b * cin * h * w])
-            } else {
-                None
-            };
-            match (&saved.expanded, &bn0, expand_w) {
-                (Some(e), Some(bn0), Some((ew, eslot))) => {
-                    let g_e = bn0.backward(e, &g_r1, h * w, true, grads)?;
-                    let gx_part = if input_grad == InputGrad::Compute {
-                        gx.as_deref_mut()
-                    } else {
-                        None
-                    };
-                    let gw = pointwise_grads(&saved.x, ew, &g_e, (b, cin, sz.mid, h * w), gx_part);
-                    add_into(eslot(grads)?, &gw);
-                }
-                _ => {
-                    if let (Some(gx), InputGrad::Compute) = (gx.as_deref_mut(), input_grad) {
-                        add_into(gx, &g_r1);
-                    }
+        add_into(proj_slot(grads)?, &gw);
+        Ok(g_r2)
+    }
+
+    /// Depthwise: ReLU6(BN1), then the depthwise convolution. Returns the gradient of its
+    /// input, r1 (the expansion's output, or the block's input).
+    fn depthwise(&self, g_r2: Vec<f32>, grads: &mut Grads) -> BackwardResult<Vec<f32>> {
+        let (b, _, h, w) = self.sz.input;
+        let (_, _, oh, ow) = self.sz.out;
+        let (dw_w, dw_slot) = &self.depthwise_w;
+        let g_dw = self
+            .bns
+            .bn1
+            .backward(&self.saved.depthwise, &g_r2, oh * ow, true, grads)?;
+        drop(g_r2);
+        let r1 = match (&self.saved.expanded, &self.bns.bn0) {
+            (Some(e), Some(bn0)) => bn0.apply(e, h * w, true),
+            _ => self.saved.x.clone(),
+        };
+        let mut g_r1 = vec![0.0f32; r1.len()];
+        let gw = depthwise_grads(
+            &r1,
+            dw_w,
+            &g_dw,
+            (b, self.sz.mid, h, w),
+            (self.sz.k, self.sz.s),
+            Some(&mut g_r1),
+        );
+        add_into(dw_slot(grads)?, &gw);
+        Ok(g_r1)
+    }
+
+    /// Expand: ReLU6(BN0), then the 1x1 convolution; or straight to the input. Returns the
+    /// input's gradient so far when it is wanted (the residual's part is added by `run`).
+    fn expand(&self, g_r1: &[f32], grads: &mut Grads) -> BackwardResult<Option<Vec<f32>>> {
+        let (b, cin, h, w) = self.sz.input;
+        let compute = self.input_grad == InputGrad::Compute;
+        let mut gx = (compute || self.residual).then(|| vec![0.0f32; b * cin * h * w]);
+        match (&self.saved.expanded, &self.bns.bn0, &self.expand_w) {
+            (Some(e), Some(bn0), Some((ew, eslot))) => {
+                let g_e = bn0.backward(e, g_r1, h * w, true, grads)?;
+                let gx_part = if compute { gx.as_deref_mut() } else { None };
+                let shape = (b, cin, self.sz.mid, h * w);
+                let gw = pointwise_grads(&self.saved.x, ew, &g_e, shape, gx_part);
+                add_into(eslot(grads)?, &gw);
+            }
+            _ => {
+                if let (Some(gx), true) = (gx.as_deref_mut(), compute) {
+                    add_into(gx, g_r1);
                 }
             }
-            if let Some(mut gx) = gx {
-                if residual {
-                    add_into(&mut gx, &gy);
-                }
-                add_into(grads.get_or_alloc_mut(&x_g)?, &gx);
-            }
-            Ok(())
-        });
-        out.put_tape(tape)
+        }
+        Ok(gx)
     }
 }
 
