@@ -10,6 +10,7 @@ pub mod finetune;
 pub mod fortunes;
 pub mod head;
 pub mod infer;
+pub mod lora;
 pub mod minilm;
 pub mod monitor;
 pub mod progress;
