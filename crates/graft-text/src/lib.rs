@@ -13,6 +13,7 @@ pub mod infer;
 pub mod lora;
 pub mod minilm;
 pub mod monitor;
+pub mod peft;
 pub mod progress;
 pub mod strategy;
 pub mod sweep;
