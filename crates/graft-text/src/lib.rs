@@ -19,12 +19,13 @@ pub mod progress;
 pub mod strategy;
 pub mod sweep;
 pub mod tokenize;
+pub mod transfer;
 pub mod weights;
 
 pub use bert::BertEncoder;
 pub use config::BertConfig;
 pub use error::TextError;
-pub use features::{embed_dataset, EmbedSummary};
+pub use features::{embed_dataset, embed_dataset_npy, EmbedSummary};
 pub use infer::{FastEncoder, Layout};
 pub use minilm::MiniLm;
 pub use strategy::TextStrategy;

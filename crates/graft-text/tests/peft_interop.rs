@@ -155,3 +155,47 @@ fn lora_on_minilm_starts_at_the_base_model_and_round_trips() {
     assert!(max_diff(&trained, &base) > 1e-5);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `bitfit` trains biases, LayerNorms and the head only; its saved folder loads back onto
+/// the base model with the trained network's embeddings and head.
+#[test]
+fn bitfit_on_minilm_round_trips() {
+    let Some(model) = model_or_skip("bitfit_on_minilm_round_trips") else {
+        return;
+    };
+    let texts = sentences();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let labels = [0u32, 0, 1, 1, 2, 3, 2, 3];
+    let sums = EmbeddingSums::new(&model.encoder);
+    let cfg = PeftConfig {
+        steps: 2,
+        batch: 4,
+        ..PeftConfig::default()
+    };
+    let out = train_peft(
+        &model,
+        &sums,
+        &texts,
+        &labels,
+        4,
+        PeftMethod::BitFit,
+        &cfg,
+        &mut |_, _, _| Ok(()),
+    )
+    .unwrap();
+    // Per block: 4 x 384 + 1536 + 384 projection biases, two LayerNorms (4 x 384); the
+    // embeddings' LayerNorm (2 x 384); the head (4 x 384 + 4).
+    assert_eq!(
+        out.trainable,
+        6 * (5 * 384 + 1536 + 4 * 384) + 2 * 384 + 4 * 384 + 4
+    );
+    let dir = std::env::temp_dir().join(format!("graft-bitfit-minilm-{}", std::process::id()));
+    graft_text::transfer::save_bitfit(&out.net, &dir).unwrap();
+    let (adapted, head) = graft_text::transfer::load_adapted(&model, &dir).unwrap();
+    assert_eq!(head.unwrap(), out.net.linear_head());
+    let trained = embed_with(&model, &out.net, &texts, 8).unwrap();
+    assert_eq!(adapted.embed_all(&texts, 8, |_| {}).unwrap(), trained);
+    let base = model.embed_all(&texts, 8, |_| {}).unwrap();
+    assert!(max_diff(&trained, &base) > 1e-5);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
