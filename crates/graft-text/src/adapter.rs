@@ -178,7 +178,9 @@ impl LoraAdapter {
             "loftq_config": {},
             "lora_alpha": alpha,
             "lora_bias": false,
-            "lora_dropout": self.dropout,
+            // Through its shortest decimal form, so that 0.1 is written 0.1, not the f32's
+            // 0.10000000149011612.
+            "lora_dropout": self.dropout.to_string().parse::<f64>().unwrap_or(0.0),
             "lora_ga_config": null,
             "megatron_config": null,
             "megatron_core": "megatron.core",

@@ -77,6 +77,7 @@ fn saved_adapter_loads_back_and_merges_as_the_network() {
         assert_eq!(cfg["r"], 2);
         assert_eq!(cfg["lora_alpha"], 4);
         assert_eq!(cfg["bias"], "none");
+        assert_eq!(cfg["lora_dropout"], serde_json::json!(0.1));
         assert!(cfg["task_type"].is_null());
         assert_eq!(cfg["modules_to_save"], serde_json::json!(["classifier"]));
         std::fs::remove_dir_all(&dir).unwrap();
