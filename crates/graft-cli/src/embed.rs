@@ -19,9 +19,14 @@ pub struct EmbedArgs {
     /// `label,text` (imported first into --cache).
     #[arg(long)]
     pub data: PathBuf,
-    /// Output: a graft data set of f32 rows (the feature-cache format), one per record.
+    /// Output: a graft data set of f32 rows (the feature-cache format), one per record; or,
+    /// when it ends in `.npy`, a NumPy array (float32, one row per text).
     #[arg(long)]
     pub out: PathBuf,
+    /// A LoRA adapter folder (adapter_config.json + adapter_model.safetensors, written by
+    /// `graft transfer` or Hugging Face PEFT) or a bitfit folder, applied to the model.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
     /// Texts per batch.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
@@ -76,10 +81,23 @@ pub fn run(a: &EmbedArgs) -> Result<()> {
     }
     graft_data::output::check_outputs(&[&a.data], &[&a.out])?;
     let ds = open_data(&a.data, &a.cache)?;
-    let model = MiniLm::open(&model_dir(&a.model, &a.cache))?;
+    let mut model = MiniLm::open(&model_dir(&a.model, &a.cache))?;
+    if let Some(dir) = &a.adapter {
+        model = graft_text::transfer::load_adapted(&model, dir)
+            .with_context(|| format!("cannot apply the adapter {}", dir.display()))?
+            .0;
+    }
     let bar = graft_text::progress::bar(ds.len() as u64, "embedding");
-    let summary =
-        graft_text::embed_dataset(&model, &ds, &a.out, a.batch, |n| bar.set_position(n as u64))?;
+    let npy = a
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    let progress = |n: usize| bar.set_position(n as u64);
+    let summary = if npy {
+        graft_text::embed_dataset_npy(&model, &ds, &a.out, a.batch, progress)?
+    } else {
+        graft_text::embed_dataset(&model, &ds, &a.out, a.batch, progress)?
+    };
     bar.finish_and_clear();
     let rate = summary.rows as f64 / summary.seconds.max(1e-9);
     if a.json {

@@ -33,7 +33,7 @@ pub use format::{write_f16_dataset, write_f32_dataset, write_u8_dataset, Element
 pub use idx::{import_idx, read_idx_images, read_idx_labels, IdxImages};
 pub use images::{import_image_folder, ImageFolderOptions, Resample};
 pub use metadata::Metadata;
-pub use npy::{import_npy, read_npy, read_npy_labels, NpyArray, NpyData, NpyHeader};
+pub use npy::{import_npy, read_npy, read_npy_labels, write_npy_f32, NpyArray, NpyData, NpyHeader};
 pub use ops::{
     concat, detect_format, import, inspect, split, verify, ImportOptions, InputFormat, Summary,
 };

@@ -256,6 +256,57 @@ fn parse_dict(text: &str) -> Result<(String, bool, Vec<usize>), String> {
     }
 }
 
+/// Writes `values` (`rows x cols`, row-major) as a NumPy `.npy` file (version 1.0, dtype
+/// `<f4`, C order), atomically: a temporary file beside `path`, synced, then renamed.
+pub fn write_npy_f32(
+    path: impl AsRef<Path>,
+    rows: usize,
+    cols: usize,
+    values: &[f32],
+) -> Result<(), DataError> {
+    use std::io::Write;
+    let path = path.as_ref();
+    if rows.checked_mul(cols) != Some(values.len()) {
+        return Err(npy_err(
+            path,
+            format!("{} values do not fill {rows} x {cols}", values.len()),
+        ));
+    }
+    crate::output::prepare_target(path)?;
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    // Magic (6) + version (2) + header length (2) + header + '\n', padded to 64 bytes.
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    let mut bytes = Vec::with_capacity(10 + header.len() + values.len() * 4);
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    let tmp = crate::format::unique_temp_path(path);
+    let io = |p: &Path, action: &'static str| {
+        let p = p.to_path_buf();
+        move |source| DataError::Io {
+            path: p,
+            action,
+            source,
+        }
+    };
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp, "create"))?;
+        f.write_all(&bytes).map_err(io(&tmp, "write"))?;
+        f.sync_all().map_err(io(&tmp, "sync"))?;
+        std::fs::rename(&tmp, path).map_err(io(path, "rename"))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 /// Data of an NPY array, converted to a Rust type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NpyData {
@@ -603,4 +654,27 @@ pub fn import_npy(
     })?;
     tracing::info!(images = %images_path.display(), out = %out_path.display(), count = n, "imported NPY data set");
     Dataset::open(out_path)
+}
+
+#[cfg(test)]
+mod write_tests {
+    use super::{read_npy, write_npy_f32, NpyData};
+
+    /// A written file reads back through the NPY reader with its shape and values, and its
+    /// header is padded so the data starts at a multiple of 64 bytes (NumPy's layout).
+    #[test]
+    fn written_npy_reads_back() {
+        let dir = std::env::temp_dir().join(format!("graft-npy-write-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("e.npy");
+        let values: Vec<f32> = (0..12).map(|i| i as f32 * 0.25 - 1.0).collect();
+        write_npy_f32(&path, 3, 4, &values).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!((bytes.len() - 12 * 4) % 64, 0);
+        let back = read_npy(&path).unwrap();
+        assert_eq!(back.shape, vec![3, 4]);
+        assert_eq!(back.data, NpyData::F32(values.clone()));
+        assert!(write_npy_f32(&path, 5, 4, &values).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -108,7 +108,77 @@ pub struct BertLayer {
     pub output_norm: LayerNorm,
 }
 
+/// The six linear projections of a block, by their place in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proj {
+    /// `attention.self.query`.
+    Query,
+    /// `attention.self.key`.
+    Key,
+    /// `attention.self.value`.
+    Value,
+    /// `attention.output.dense`.
+    AttentionOut,
+    /// `intermediate.dense`.
+    Intermediate,
+    /// `output.dense`.
+    Output,
+}
+
+impl Proj {
+    /// Every projection, in block order.
+    pub const ALL: [Proj; 6] = [
+        Proj::Query,
+        Proj::Key,
+        Proj::Value,
+        Proj::AttentionOut,
+        Proj::Intermediate,
+        Proj::Output,
+    ];
+
+    /// The module path inside `encoder.layer.N` (Hugging Face's names).
+    pub fn path(self) -> &'static str {
+        match self {
+            Proj::Query => "attention.self.query",
+            Proj::Key => "attention.self.key",
+            Proj::Value => "attention.self.value",
+            Proj::AttentionOut => "attention.output.dense",
+            Proj::Intermediate => "intermediate.dense",
+            Proj::Output => "output.dense",
+        }
+    }
+
+    /// Position in [`Proj::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 impl BertLayer {
+    /// The projection `p`.
+    pub fn linear(&self, p: Proj) -> &Linear {
+        match p {
+            Proj::Query => &self.query,
+            Proj::Key => &self.key,
+            Proj::Value => &self.value,
+            Proj::AttentionOut => &self.attention_out,
+            Proj::Intermediate => &self.intermediate,
+            Proj::Output => &self.output,
+        }
+    }
+
+    /// The projection `p`, mutably.
+    pub fn linear_mut(&mut self, p: Proj) -> &mut Linear {
+        match p {
+            Proj::Query => &mut self.query,
+            Proj::Key => &mut self.key,
+            Proj::Value => &mut self.value,
+            Proj::AttentionOut => &mut self.attention_out,
+            Proj::Intermediate => &mut self.intermediate,
+            Proj::Output => &mut self.output,
+        }
+    }
+
     /// Self-attention over the real tokens (padding keys masked), residual and LayerNorm,
     /// then the GELU feed-forward, residual and LayerNorm. `x` is `(batch * seq, hidden)`.
     pub fn forward<T: Tape<f32, Cpu>>(
@@ -117,40 +187,54 @@ impl BertLayer {
         x: Matrix<T>,
         input: &EncoderInput,
     ) -> Matrix<T> {
-        let (b, s) = (input.batch, input.seq);
-        let h = x.shape().1;
-        let hd = h / heads;
-        let split = |t: Matrix<T>| {
-            t.reshape_like(&(b, s, heads, hd))
-                .permute::<(usize, usize, usize, usize), Axes4<0, 2, 1, 3>>()
-        };
-        let q = split(self.query.forward(x.retaped::<T>()));
-        let k = self
-            .key
-            .forward(x.retaped::<T>())
-            .reshape_like(&(b, s, heads, hd))
-            .permute::<(usize, usize, usize, usize), Axes4<0, 2, 3, 1>>();
-        let v = split(self.value.forward(x.retaped::<T>()));
-        let scores = q.matmul(k) * (1.0 / (hd as f32).sqrt());
-        let shape = *scores.shape();
-        let scores = scores
-            + input
-                .mask
-                .retaped::<T>()
-                .broadcast_like::<_, Axes2<1, 2>>(&shape);
-        let probs = scores.softmax::<Axis<3>>();
-        let ctx = probs
-            .matmul(v)
-            .permute::<(usize, usize, usize, usize), Axes4<0, 2, 1, 3>>()
-            .reshape_like(&(b * s, h));
-        let a = self
-            .attention_norm
-            .forward(self.attention_out.forward(ctx) + x);
-        let f = self
-            .output
-            .forward(self.intermediate.forward(a.retaped::<T>()).accurate_gelu());
-        self.output_norm.forward(f + a)
+        block_forward(
+            heads,
+            x,
+            input,
+            |p, x| self.linear(p).forward(x),
+            (&self.attention_norm, &self.output_norm),
+        )
     }
+}
+
+/// One post-LayerNorm block whose projections are computed by `linear` (a plain
+/// [`Linear`], or a frozen one with a LoRA adapter): the attention and feed-forward of
+/// [`BertLayer::forward`]. `norms` are the attention and output LayerNorms.
+pub fn block_forward<T: Tape<f32, Cpu>>(
+    heads: usize,
+    x: Matrix<T>,
+    input: &EncoderInput,
+    mut linear: impl FnMut(Proj, Matrix<T>) -> Matrix<T>,
+    norms: (&LayerNorm, &LayerNorm),
+) -> Matrix<T> {
+    let (b, s) = (input.batch, input.seq);
+    let h = x.shape().1;
+    let hd = h / heads;
+    let split = |t: Matrix<T>| {
+        t.reshape_like(&(b, s, heads, hd))
+            .permute::<(usize, usize, usize, usize), Axes4<0, 2, 1, 3>>()
+    };
+    let q = split(linear(Proj::Query, x.retaped::<T>()));
+    let k = linear(Proj::Key, x.retaped::<T>())
+        .reshape_like(&(b, s, heads, hd))
+        .permute::<(usize, usize, usize, usize), Axes4<0, 2, 3, 1>>();
+    let v = split(linear(Proj::Value, x.retaped::<T>()));
+    let scores = q.matmul(k) * (1.0 / (hd as f32).sqrt());
+    let shape = *scores.shape();
+    let scores = scores
+        + input
+            .mask
+            .retaped::<T>()
+            .broadcast_like::<_, Axes2<1, 2>>(&shape);
+    let probs = scores.softmax::<Axis<3>>();
+    let ctx = probs
+        .matmul(v)
+        .permute::<(usize, usize, usize, usize), Axes4<0, 2, 1, 3>>()
+        .reshape_like(&(b * s, h));
+    let a = norms.0.forward(linear(Proj::AttentionOut, ctx) + x);
+    let inter = linear(Proj::Intermediate, a.retaped::<T>()).accurate_gelu();
+    let f = linear(Proj::Output, inter);
+    norms.1.forward(f + a)
 }
 
 /// The inputs of one batch as tensors: ids, positions, the additive attention mask and the

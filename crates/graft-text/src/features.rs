@@ -66,3 +66,32 @@ pub fn embed_dataset(
         key,
     })
 }
+
+/// Embeds every record of `ds` like [`embed_dataset`] and writes the rows as a NumPy `.npy`
+/// file (float32, one row per record, in record order) to `out`, atomically.
+pub fn embed_dataset_npy(
+    model: &MiniLm,
+    ds: &TextDataset,
+    out: &Path,
+    batch: usize,
+    progress: impl FnMut(usize),
+) -> Result<EmbedSummary, TextError> {
+    let texts = ds.view().texts()?;
+    if texts.is_empty() {
+        return Err(TextError::Invalid(format!(
+            "{} holds no records to embed",
+            ds.path().display()
+        )));
+    }
+    let start = std::time::Instant::now();
+    let values = model.embed_all(&texts, batch, progress)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let dim = model.dim();
+    graft_data::write_npy_f32(out, texts.len(), dim, &values)?;
+    Ok(EmbedSummary {
+        rows: texts.len(),
+        dim,
+        seconds,
+        key: embedding_key(model, ds),
+    })
+}

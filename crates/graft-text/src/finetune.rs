@@ -335,7 +335,14 @@ pub fn fine_tune(
 }
 
 /// One Adam step (PyTorch's defaults: betas 0.9, 0.999, eps 1e-8) on `w`.
-fn adam_step(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], lr: f32, step: usize) {
+pub(crate) fn adam_step(
+    w: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    lr: f32,
+    step: usize,
+) {
     let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
     let (bc1, bc2) = (1.0 - b1.powi(step as i32), 1.0 - b2.powi(step as i32));
     for i in 0..w.len() {

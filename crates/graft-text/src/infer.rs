@@ -367,4 +367,4 @@ fn erf(x: f32) -> f32 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -89,6 +89,21 @@ impl MiniLm {
         self.fast.get_or_init(|| FastEncoder::new(&self.encoder))
     }
 
+    /// The same tokenizer with another encoder (one a LoRA adapter was merged into, or with
+    /// `bitfit`'s trained biases): `tag` (the adapter's content hash) is mixed into the
+    /// content hash, so cached embeddings of the two models never collide.
+    pub fn adapted(&self, encoder: BertEncoder, tag: u64) -> MiniLm {
+        let (a, b) = (self.content_hash.to_le_bytes(), tag.to_le_bytes());
+        MiniLm {
+            dir: self.dir.clone(),
+            tokenizer: self.tokenizer.clone(),
+            encoder,
+            load_report: self.load_report.clone(),
+            content_hash: graft_data::checksum::fnv1a64(&[a.as_slice(), b.as_slice()]),
+            fast: OnceLock::new(),
+        }
+    }
+
     /// Width of a sentence embedding.
     pub fn dim(&self) -> usize {
         self.encoder.config.hidden_size

@@ -15,6 +15,7 @@ use crate::finetune::{fine_tune, FineTuneConfig, FrozenStates};
 use crate::head::{HeadConfig, LinearHead};
 use crate::minilm::{MiniLm, MODEL_NAME};
 use crate::monitor::{CurveRecorder, MonitorSet, CURVE_POINTS, MONITOR_PER_CLASS};
+use crate::peft::{train_peft, EmbeddingSums, PeftConfig};
 use crate::strategy::TextStrategy;
 use crate::TextError;
 
@@ -45,6 +46,12 @@ pub struct TextSweepConfig {
     pub trained_blocks: usize,
     /// Texts per batch when embedding.
     pub embed_batch: usize,
+    /// Training of `lora` and `bitfit`.
+    pub peft: PeftConfig,
+    /// The projections `lora` adapts in every block.
+    pub lora_targets: Vec<crate::bert::Proj>,
+    /// Dropout on the adapters' input.
+    pub lora_dropout: f32,
 }
 
 impl TextSweepConfig {
@@ -65,6 +72,9 @@ impl TextSweepConfig {
             fine_tune: FineTuneConfig::default(),
             trained_blocks: 1,
             embed_batch: 64,
+            peft: PeftConfig::default(),
+            lora_targets: vec![crate::bert::Proj::Query, crate::bert::Proj::Value],
+            lora_dropout: 0.1,
         }
     }
 }
@@ -217,11 +227,11 @@ pub fn run_fortunes_sweep(cfg: &TextSweepConfig) -> Result<TextSweepOutcome, Tex
                 let (trained, accuracy) =
                     run_one(cfg, &model, &enc, &run, strategy, &mut probe, &mut test)?;
                 let (joules, energy_source) = joules_or_estimate(None, trained.flops);
-                tracing::info!(strategy = strategy.name(), k, seed, accuracy, "run done");
+                tracing::info!(strategy = %strategy.name(), k, seed, accuracy, "run done");
                 results.push(RunRecord {
                     protocol: "fortunes".into(),
                     network: MODEL_NAME.into(),
-                    strategy: strategy.name().into(),
+                    strategy: strategy.name(),
                     k: Some(k),
                     seed,
                     accuracy,
@@ -337,6 +347,50 @@ fn run_one(
                     .iter()
                     .map(|&i| head.predict(&enc.embeddings[i]))
                     .collect())
+            })?;
+            Ok((trained, acc))
+        }
+        TextStrategy::Lora { .. } | TextStrategy::BitFit => {
+            let method = strategy
+                .peft_method(&cfg.lora_targets, cfg.lora_dropout)
+                .ok_or_else(|| TextError::Invalid("not a parameter-efficient strategy".into()))?;
+            let texts = shot.texts()?;
+            let monitor_texts = rec.exclude(|| -> Result<Vec<&str>, TextError> {
+                monitor.ids.iter().map(|&i| Ok(ds.text(i)?)).collect()
+            })?;
+            let pcfg = PeftConfig {
+                seed: run.seed,
+                ..cfg.peft
+            };
+            rec.next_phase(pcfg.steps, 0.0);
+            let sums = EmbeddingSums::new(&model.encoder);
+            let out = train_peft(
+                model,
+                &sums,
+                &texts,
+                labels,
+                classes,
+                method,
+                &pcfg,
+                &mut |net, step, f| {
+                    rec.observe(step, f, || {
+                        let p = crate::peft::predict(model, net, &monitor_texts, cfg.embed_batch)?;
+                        Ok(monitor.accuracy(&p))
+                    })
+                },
+            )?;
+            tracing::info!(
+                strategy = %strategy.name(),
+                trainable = out.trainable,
+                "parameter-efficient run trained"
+            );
+            let trained = finish(rec, out.flops);
+            let acc = test.evaluate(|ids| {
+                let texts = ids
+                    .iter()
+                    .map(|&i| Ok(ds.text(i)?))
+                    .collect::<Result<Vec<&str>, TextError>>()?;
+                crate::peft::predict(model, &out.net, &texts, cfg.embed_batch)
             })?;
             Ok((trained, acc))
         }

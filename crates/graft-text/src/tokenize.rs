@@ -32,6 +32,7 @@ impl TokenBatch {
 
 /// A tokenizer read from `tokenizer.json`, truncating to `max_len` tokens (special tokens
 /// included) and padding per batch, not to a fixed length.
+#[derive(Clone)]
 pub struct TextTokenizer {
     inner: Tokenizer,
     path: PathBuf,

@@ -32,7 +32,7 @@ fn norm(dev: &Cpu, h: usize) -> LayerNorm {
 }
 
 /// Hidden 16, 4 heads of 4, feed-forward 32, 2 blocks, 30 tokens, 12 positions.
-fn tiny_bert() -> BertEncoder {
+pub(crate) fn tiny_bert() -> BertEncoder {
     let dev = Cpu::seed_from_u64(3);
     let (h, f) = (16, 32);
     let config = BertConfig {
