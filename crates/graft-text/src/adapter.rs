@@ -250,180 +250,28 @@ impl LoraAdapter {
     /// graft cannot apply exactly (DoRA, per-module ranks, `fan_in_fan_out`, trained
     /// biases, tensors it does not know).
     pub fn load(dir: &Path) -> Result<Self, TextError> {
-        let cpath = dir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&cpath).map_err(TextError::io("read", &cpath))?;
-        let cfg: Value =
-            serde_json::from_str(&text).map_err(|e| invalid(&cpath, format!("not JSON: {e}")))?;
-        let get = |k: &str| cfg.get(k).filter(|v| !v.is_null());
-        if get("peft_type").and_then(Value::as_str) != Some("LORA") {
-            return Err(invalid(&cpath, "peft_type is not \"LORA\""));
-        }
-        let rank = get("r")
-            .and_then(Value::as_u64)
-            .filter(|&r| r > 0)
-            .ok_or_else(|| invalid(&cpath, "r is missing or not a positive integer"))?
-            as usize;
-        let alpha = get("lora_alpha")
-            .and_then(Value::as_f64)
-            .ok_or_else(|| invalid(&cpath, "lora_alpha is missing"))? as f32;
-        let dropout = get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0) as f32;
-        let flag = |k: &str| get(k).and_then(Value::as_bool).unwrap_or(false);
-        for k in ["use_dora", "fan_in_fan_out"] {
-            if flag(k) {
-                return Err(invalid(
-                    &cpath,
-                    format!("{k} is true: graft applies plain LoRA only"),
-                ));
-            }
-        }
-        for k in ["rank_pattern", "alpha_pattern"] {
-            if get(k)
-                .and_then(Value::as_object)
-                .is_some_and(|m| !m.is_empty())
-            {
-                return Err(invalid(
-                    &cpath,
-                    format!("{k} is not empty: graft applies one rank and alpha"),
-                ));
-            }
-        }
-        match get("bias").and_then(Value::as_str) {
-            None | Some("none") => {}
-            Some(b) => {
-                return Err(invalid(
-                    &cpath,
-                    format!("bias \"{b}\": graft reads \"none\" only"),
-                ))
-            }
-        }
-        let target_modules = match get("target_modules") {
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect(),
-            Some(Value::String(s)) => vec![s.clone()],
-            _ => Vec::new(),
-        };
-        let base_model = get("base_model_name_or_path")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let cfg = read_config(&dir.join(CONFIG_FILE))?;
         let wpath = dir.join(WEIGHTS_FILE);
         let bytes = std::fs::read(&wpath).map_err(TextError::io("read", &wpath))?;
         let st = SafeTensors::deserialize(&bytes)
             .map_err(|e| invalid(&wpath, format!("not a safetensors file ({e})")))?;
-        let read = |name: &str| -> Result<(Vec<usize>, Vec<f32>), TextError> {
-            let v = st
-                .tensor(name)
-                .map_err(|e| invalid(&wpath, format!("{name}: {e}")))?;
-            let vals = match v.dtype() {
-                Dtype::F32 => v
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-                Dtype::F64 => v
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
-                    .collect(),
-                other => {
-                    return Err(invalid(
-                        &wpath,
-                        format!("{name}: dtype {other:?}, expected F32 or F64"),
-                    ))
-                }
-            };
-            Ok((v.shape().to_vec(), vals))
-        };
-        let mut weights = BTreeMap::new();
-        let mut head_w = None;
-        let mut head_b = None;
-        let mut problems = Vec::new();
-        let mut names: Vec<&str> = st.names();
-        names.sort();
-        for name in names {
-            let rest = name
-                .strip_prefix(PREFIX)
-                .map(|r| r.strip_prefix("bert.").unwrap_or(r));
-            if rest == Some(&format!("{HEAD_MODULE}.weight")[..]) {
-                head_w = Some(read(name)?);
-                continue;
-            }
-            if rest == Some(&format!("{HEAD_MODULE}.bias")[..]) {
-                head_b = Some(read(name)?);
-                continue;
-            }
-            let parsed = rest
-                .and_then(|r| r.strip_prefix("encoder.layer."))
-                .and_then(|r| {
-                    let (layer, r) = r.split_once('.')?;
-                    let layer: usize = layer.parse().ok()?;
-                    let (path, which) = r.strip_suffix(".weight")?.rsplit_once(".lora_")?;
-                    let p = Proj::ALL.into_iter().find(|p| p.path() == path)?;
-                    Some((layer, p, which.to_string()))
-                });
-            let Some((layer, p, which)) = parsed else {
-                problems.push(format!("unknown tensor {name}"));
-                continue;
-            };
-            if which != "A" {
-                continue; // read with its A
-            }
-            let (sa, a) = read(name)?;
-            let bname = tensor_name(layer, p, 'B');
-            let bname = if st.tensor(&bname).is_ok() {
-                bname
-            } else {
-                name.replace(".lora_A.", ".lora_B.")
-            };
-            let (sb, b) = read(&bname)?;
-            if sa.len() != 2 || sb.len() != 2 || sa[0] != rank || sb[1] != rank {
-                problems.push(format!(
-                    "{name}: shapes {sa:?} and {sb:?} do not hold rank {rank} (r)"
-                ));
-                continue;
-            }
-            weights.insert(
-                (layer, p),
-                AdapterWeights {
-                    rank,
-                    a,
-                    b,
-                    inp: sa[1],
-                    out: sb[0],
-                },
-            );
-        }
-        let head = match (head_w, head_b) {
-            (Some((sw, w)), Some((sb, b))) if sw.len() == 2 && sb == [sw[0]] => Some(LinearHead {
-                dim: sw[1],
-                classes: sw[0],
-                weight: w,
-                bias: b,
-            }),
-            (None, None) => None,
-            _ => {
-                problems.push(format!(
-                    "{HEAD_MODULE}: weight and bias missing or of mismatched shapes"
-                ));
-                None
-            }
-        };
-        if weights.is_empty() {
+        let found = sort_tensors(&st, &wpath, cfg.rank)?;
+        let mut problems = found.problems;
+        let head = head_of(found.head_w, found.head_b, &mut problems);
+        if found.weights.is_empty() {
             problems.push("no lora_A/lora_B tensors".into());
         }
         if !problems.is_empty() {
             return Err(invalid(&wpath, problems.join("; ")));
         }
         Ok(Self {
-            rank,
-            alpha,
-            dropout,
-            rslora: flag("use_rslora"),
-            target_modules,
-            base_model,
-            weights,
+            rank: cfg.rank,
+            alpha: cfg.alpha,
+            dropout: cfg.dropout,
+            rslora: cfg.rslora,
+            target_modules: cfg.target_modules,
+            base_model: cfg.base_model,
+            weights: found.weights,
             head,
         })
     }
@@ -484,6 +332,245 @@ impl LoraAdapter {
         }
         let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         graft_data::checksum::fnv1a64(&refs)
+    }
+}
+
+/// What graft reads of `adapter_config.json`.
+struct AdapterConfig {
+    rank: usize,
+    alpha: f32,
+    dropout: f32,
+    rslora: bool,
+    target_modules: Vec<String>,
+    base_model: String,
+}
+
+/// `cfg[k]` when present and not `null`.
+fn present<'a>(cfg: &'a Value, k: &str) -> Option<&'a Value> {
+    cfg.get(k).filter(|v| !v.is_null())
+}
+
+/// `cfg[k]` as a boolean, `false` when absent.
+fn flag(cfg: &Value, k: &str) -> bool {
+    present(cfg, k).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// Reads and checks `adapter_config.json` at `cpath`.
+fn read_config(cpath: &Path) -> Result<AdapterConfig, TextError> {
+    let text = std::fs::read_to_string(cpath).map_err(TextError::io("read", cpath))?;
+    let cfg: Value =
+        serde_json::from_str(&text).map_err(|e| invalid(cpath, format!("not JSON: {e}")))?;
+    parse_config(&cfg, cpath)
+}
+
+/// The settings of a LoRA config, refusing what graft cannot apply exactly.
+fn parse_config(cfg: &Value, cpath: &Path) -> Result<AdapterConfig, TextError> {
+    let get = |k: &str| present(cfg, k);
+    if get("peft_type").and_then(Value::as_str) != Some("LORA") {
+        return Err(invalid(cpath, "peft_type is not \"LORA\""));
+    }
+    let rank = get("r")
+        .and_then(Value::as_u64)
+        .filter(|&r| r > 0)
+        .ok_or_else(|| invalid(cpath, "r is missing or not a positive integer"))?
+        as usize;
+    let alpha = get("lora_alpha")
+        .and_then(Value::as_f64)
+        .ok_or_else(|| invalid(cpath, "lora_alpha is missing"))? as f32;
+    let dropout = get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0) as f32;
+    refuse_unsupported(cfg, cpath)?;
+    let target_modules = match get("target_modules") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    };
+    let base_model = get("base_model_name_or_path")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    Ok(AdapterConfig {
+        rank,
+        alpha,
+        dropout,
+        rslora: flag(cfg, "use_rslora"),
+        target_modules,
+        base_model,
+    })
+}
+
+/// Refuses DoRA, `fan_in_fan_out`, per-module ranks or alphas and trained biases.
+fn refuse_unsupported(cfg: &Value, cpath: &Path) -> Result<(), TextError> {
+    for k in ["use_dora", "fan_in_fan_out"] {
+        if flag(cfg, k) {
+            return Err(invalid(
+                cpath,
+                format!("{k} is true: graft applies plain LoRA only"),
+            ));
+        }
+    }
+    for k in ["rank_pattern", "alpha_pattern"] {
+        if present(cfg, k)
+            .and_then(Value::as_object)
+            .is_some_and(|m| !m.is_empty())
+        {
+            return Err(invalid(
+                cpath,
+                format!("{k} is not empty: graft applies one rank and alpha"),
+            ));
+        }
+    }
+    match present(cfg, "bias").and_then(Value::as_str) {
+        None | Some("none") => Ok(()),
+        Some(b) => Err(invalid(
+            cpath,
+            format!("bias \"{b}\": graft reads \"none\" only"),
+        )),
+    }
+}
+
+/// A tensor's shape and values (F32, or F64 converted).
+type ShapedValues = (Vec<usize>, Vec<f32>);
+
+/// The tensor `name` of the file at `wpath` as f32 values.
+fn read_values(st: &SafeTensors<'_>, wpath: &Path, name: &str) -> Result<ShapedValues, TextError> {
+    let v = st
+        .tensor(name)
+        .map_err(|e| invalid(wpath, format!("{name}: {e}")))?;
+    let vals = match v.dtype() {
+        Dtype::F32 => v
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F64 => v
+            .data()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        other => {
+            return Err(invalid(
+                wpath,
+                format!("{name}: dtype {other:?}, expected F32 or F64"),
+            ))
+        }
+    };
+    Ok((v.shape().to_vec(), vals))
+}
+
+/// An adapter file's tensors, sorted out.
+#[derive(Default)]
+struct FoundTensors {
+    weights: BTreeMap<(usize, Proj), AdapterWeights>,
+    head_w: Option<ShapedValues>,
+    head_b: Option<ShapedValues>,
+    /// Unknown tensors and adapters whose shapes do not hold the rank.
+    problems: Vec<String>,
+}
+
+/// Reads every tensor of the file at `wpath`, in name order: the head's two, and each
+/// adapter's `lora_A` with its `lora_B`.
+fn sort_tensors(
+    st: &SafeTensors<'_>,
+    wpath: &Path,
+    rank: usize,
+) -> Result<FoundTensors, TextError> {
+    let mut found = FoundTensors::default();
+    let mut names: Vec<&str> = st.names();
+    names.sort();
+    for name in names {
+        let rest = name
+            .strip_prefix(PREFIX)
+            .map(|r| r.strip_prefix("bert.").unwrap_or(r));
+        if rest == Some(&format!("{HEAD_MODULE}.weight")[..]) {
+            found.head_w = Some(read_values(st, wpath, name)?);
+            continue;
+        }
+        if rest == Some(&format!("{HEAD_MODULE}.bias")[..]) {
+            found.head_b = Some(read_values(st, wpath, name)?);
+            continue;
+        }
+        let Some((layer, p, which)) = rest.and_then(parse_adapter_name) else {
+            found.problems.push(format!("unknown tensor {name}"));
+            continue;
+        };
+        if which != "A" {
+            continue; // read with its A
+        }
+        match read_adapter(st, wpath, name, (layer, p), rank)? {
+            Ok(w) => {
+                found.weights.insert((layer, p), w);
+            }
+            Err(problem) => found.problems.push(problem),
+        }
+    }
+    Ok(found)
+}
+
+/// `encoder.layer.N.<projection>.lora_X.weight` as (N, projection, X).
+fn parse_adapter_name(rest: &str) -> Option<(usize, Proj, String)> {
+    let r = rest.strip_prefix("encoder.layer.")?;
+    let (layer, r) = r.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (path, which) = r.strip_suffix(".weight")?.rsplit_once(".lora_")?;
+    let p = Proj::ALL.into_iter().find(|p| p.path() == path)?;
+    Some((layer, p, which.to_string()))
+}
+
+/// The adapter whose `lora_A` is `a_name`, with its `lora_B`; `Ok(Err(problem))` when their
+/// shapes do not hold rank `rank`.
+fn read_adapter(
+    st: &SafeTensors<'_>,
+    wpath: &Path,
+    a_name: &str,
+    (layer, p): (usize, Proj),
+    rank: usize,
+) -> Result<Result<AdapterWeights, String>, TextError> {
+    let (sa, a) = read_values(st, wpath, a_name)?;
+    let bname = tensor_name(layer, p, 'B');
+    let bname = if st.tensor(&bname).is_ok() {
+        bname
+    } else {
+        a_name.replace(".lora_A.", ".lora_B.")
+    };
+    let (sb, b) = read_values(st, wpath, &bname)?;
+    if sa.len() != 2 || sb.len() != 2 || sa[0] != rank || sb[1] != rank {
+        return Ok(Err(format!(
+            "{a_name}: shapes {sa:?} and {sb:?} do not hold rank {rank} (r)"
+        )));
+    }
+    Ok(Ok(AdapterWeights {
+        rank,
+        a,
+        b,
+        inp: sa[1],
+        out: sb[0],
+    }))
+}
+
+/// The head from its weight and bias; a problem when only one is there or their shapes
+/// disagree.
+fn head_of(
+    head_w: Option<ShapedValues>,
+    head_b: Option<ShapedValues>,
+    problems: &mut Vec<String>,
+) -> Option<LinearHead> {
+    match (head_w, head_b) {
+        (Some((sw, w)), Some((sb, b))) if sw.len() == 2 && sb == [sw[0]] => Some(LinearHead {
+            dim: sw[1],
+            classes: sw[0],
+            weight: w,
+            bias: b,
+        }),
+        (None, None) => None,
+        _ => {
+            problems.push(format!(
+                "{HEAD_MODULE}: weight and bias missing or of mismatched shapes"
+            ));
+            None
+        }
     }
 }
 

@@ -246,17 +246,53 @@ pub fn fine_tune(
     cfg: &FineTuneConfig,
     observe: FineTuneObserver<'_>,
 ) -> Result<FineTuned, TextError> {
-    if train.is_empty() || train.len() != labels.len() {
+    check_one_label_each("fine-tune", train.len(), labels.len())?;
+    let mut rng = SplitMix64::new(cfg.seed);
+    let head = initial_head(init, classes, states.dim, &mut rng);
+    let mut net = TextClassifier::top_of(model, states, head, classes);
+    let mut adam = adam_moments(&mut net);
+    let mut order = Shuffled::new(train.len());
+    let batch = cfg.batch.clamp(1, train.len());
+    let mut tokens_seen = 0usize;
+    let flops_of = fine_tune_flops(model, net.layers.len());
+    for step in 1..=cfg.steps {
+        let (picked, ys) = order.next_batch(&mut rng, labels, batch);
+        let ids: Vec<usize> = picked.iter().map(|&p| train[p]).collect();
+        let (input, x) = states.batch(model, &ids)?;
+        tokens_seen += input.batch * input.seq;
+        let logits = net.forward(x.traced(Gradients::leaky()), &input);
+        let target = one_hot(&model.encoder.dev, &ys, classes);
+        let mut grads = cross_entropy_with_logits_loss(logits, target).backward();
+        adam_update(&mut net, &mut grads, &mut adam, cfg, step)?;
+        observe(&net, step, flops_of(tokens_seen))?;
+    }
+    let flops = flops_of(tokens_seen);
+    Ok(FineTuned { model: net, flops })
+}
+
+/// Refuses an empty training set or one whose texts and labels differ in number.
+pub(crate) fn check_one_label_each(
+    what: &str,
+    texts: usize,
+    labels: usize,
+) -> Result<(), TextError> {
+    if texts == 0 || texts != labels {
         return Err(TextError::Invalid(format!(
-            "fine-tune needs texts with one label each ({} texts, {} labels)",
-            train.len(),
-            labels.len()
+            "{what} needs texts with one label each ({texts} texts, {labels} labels)"
         )));
     }
-    let d = states.dim;
-    let dev = &model.encoder.dev;
-    let mut rng = SplitMix64::new(cfg.seed);
-    let head = match init {
+    Ok(())
+}
+
+/// The head's starting weight and bias: `init`'s, or PyTorch's `Linear` initialisation
+/// (uniform in `±1/sqrt(d)`, weight then bias) drawn from `rng`.
+fn initial_head(
+    init: Option<&LinearHead>,
+    classes: usize,
+    d: usize,
+    rng: &mut SplitMix64,
+) -> (Vec<f32>, Vec<f32>) {
+    match init {
         Some(h) => (h.weight.clone(), h.bias.clone()),
         None => {
             let bound = 1.0 / (d as f32).sqrt();
@@ -265,73 +301,122 @@ pub fn fine_tune(
             let b = (0..classes).map(|_| u()).collect();
             (w, b)
         }
-    };
-    let mut net = TextClassifier {
-        layers: model.encoder.layers[states.from_block..].to_vec(),
-        head: Linear {
-            weight: dev.tensor_from_vec(head.0, (classes, d)),
-            bias: dev.tensor_from_vec(head.1, (classes,)),
-        },
-        heads: model.encoder.config.num_attention_heads,
-    };
+    }
+}
+
+impl TextClassifier {
+    /// Copies of `model`'s blocks from `states.from_block` up, under a head of `classes`
+    /// outputs with the values `head` (weight, bias).
+    fn top_of(
+        model: &MiniLm,
+        states: &FrozenStates,
+        head: (Vec<f32>, Vec<f32>),
+        classes: usize,
+    ) -> Self {
+        let dev = &model.encoder.dev;
+        let d = states.dim;
+        Self {
+            layers: model.encoder.layers[states.from_block..].to_vec(),
+            head: Linear {
+                weight: dev.tensor_from_vec(head.0, (classes, d)),
+                bias: dev.tensor_from_vec(head.1, (classes,)),
+            },
+            heads: model.encoder.config.num_attention_heads,
+        }
+    }
+}
+
+/// Adam's first and second moments of every trained tensor, zero, in `visit` order.
+fn adam_moments(net: &mut TextClassifier) -> Vec<(Vec<f32>, Vec<f32>)> {
     let mut adam: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
     net.visit(0.0, 0.0, &mut |t, _| {
         let n = t.values().len();
         adam.push((vec![0.0; n], vec![0.0; n]));
     });
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    let mut pos = order.len();
-    let batch = cfg.batch.clamp(1, train.len());
-    let mut tokens_seen = 0usize;
+    adam
+}
+
+/// One Adam step of every trained tensor from its gradient in `grads`.
+fn adam_update(
+    net: &mut TextClassifier,
+    grads: &mut Gradients<f32, Cpu>,
+    adam: &mut [(Vec<f32>, Vec<f32>)],
+    cfg: &FineTuneConfig,
+    step: usize,
+) -> Result<(), TextError> {
+    let mut slot = 0;
+    let mut failed = None;
+    net.visit(cfg.block_lr, cfg.head_lr, &mut |t, lr| {
+        match t.grad(grads) {
+            Ok(g) => {
+                let (m, v) = &mut adam[slot];
+                let mut w = t.values();
+                adam_step(&mut w, &g, m, v, lr, step);
+                t.set(&w);
+            }
+            Err(e) => failed = Some(e),
+        }
+        slot += 1;
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Training FLOPs after `tokens` padded tokens: forward and backward (3x forward) over every
+/// token of every one of the `trained_blocks`.
+fn fine_tune_flops(model: &MiniLm, trained_blocks: usize) -> impl Fn(usize) -> f64 {
     let block_params = model.encoder.config.hidden_size * model.encoder.config.hidden_size * 4
         + 2 * model.encoder.config.hidden_size * model.encoder.config.intermediate_size;
-    // Forward and backward (3x forward) over every padded token of every trained block.
-    let trained_blocks = net.layers.len();
-    let flops_of =
-        |tokens: usize| 3.0 * 2.0 * tokens as f64 * (block_params * trained_blocks) as f64;
-    for step in 1..=cfg.steps {
+    move |tokens: usize| 3.0 * 2.0 * tokens as f64 * (block_params * trained_blocks) as f64
+}
+
+/// A walk through `0..len` in an order reshuffled at the start of every pass.
+pub(crate) struct Shuffled {
+    order: Vec<usize>,
+    pos: usize,
+}
+
+impl Shuffled {
+    /// The walk before its first shuffle.
+    pub(crate) fn new(len: usize) -> Self {
+        Self {
+            order: (0..len).collect(),
+            pos: len,
+        }
+    }
+
+    /// The next `batch` positions and their labels (`labels[position]`), shuffling the
+    /// order with `rng` whenever a pass ends.
+    pub(crate) fn next_batch(
+        &mut self,
+        rng: &mut SplitMix64,
+        labels: &[u32],
+        batch: usize,
+    ) -> (Vec<usize>, Vec<usize>) {
         let mut ids = Vec::with_capacity(batch);
         let mut ys = Vec::with_capacity(batch);
         while ids.len() < batch {
-            if pos == order.len() {
-                rng.shuffle(&mut order);
-                pos = 0;
+            if self.pos == self.order.len() {
+                rng.shuffle(&mut self.order);
+                self.pos = 0;
             }
-            ids.push(train[order[pos]]);
-            ys.push(labels[order[pos]] as usize);
-            pos += 1;
+            ids.push(self.order[self.pos]);
+            ys.push(labels[self.order[self.pos]] as usize);
+            self.pos += 1;
         }
-        let (input, x) = states.batch(model, &ids)?;
-        tokens_seen += input.batch * input.seq;
-        let logits = net.forward(x.traced(Gradients::leaky()), &input);
-        let mut onehot = vec![0.0f32; batch * classes];
-        for (r, &y) in ys.iter().enumerate() {
-            onehot[r * classes + y] = 1.0;
-        }
-        let target = dev.tensor_from_vec(onehot, (batch, classes));
-        let loss = cross_entropy_with_logits_loss(logits, target);
-        let mut grads = loss.backward();
-        let mut slot = 0;
-        let mut failed = None;
-        net.visit(cfg.block_lr, cfg.head_lr, &mut |t, lr| {
-            match t.grad(&mut grads) {
-                Ok(g) => {
-                    let (m, v) = &mut adam[slot];
-                    let mut w = t.values();
-                    adam_step(&mut w, &g, m, v, lr, step);
-                    t.set(&w);
-                }
-                Err(e) => failed = Some(e),
-            }
-            slot += 1;
-        });
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        observe(&net, step, flops_of(tokens_seen))?;
+        (ids, ys)
     }
-    let flops = flops_of(tokens_seen);
-    Ok(FineTuned { model: net, flops })
+}
+
+/// The `(rows, classes)` one-hot targets of the labels `ys`.
+pub(crate) fn one_hot(dev: &Cpu, ys: &[usize], classes: usize) -> Matrix {
+    let mut onehot = vec![0.0f32; ys.len() * classes];
+    for (r, &y) in ys.iter().enumerate() {
+        onehot[r * classes + y] = 1.0;
+    }
+    dev.tensor_from_vec(onehot, (ys.len(), classes))
 }
 
 /// One Adam step (PyTorch's defaults: betas 0.9, 0.999, eps 1e-8) on `w`.

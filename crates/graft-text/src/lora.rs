@@ -140,141 +140,226 @@ pub fn frozen_linear<T: Tape<f32, Cpu>>(
     let (n, inp) = *x.shape();
     assert_eq!(inp, base.inp, "frozen_linear: input width");
     let out = base.out;
+    let dims = Dims { n, inp, out };
     let xv = x.as_vec();
-    let mut y = Vec::with_capacity(n * out);
-    let bias = base.bias.as_vec();
-    for _ in 0..n {
-        y.extend_from_slice(&bias);
-    }
-    let w = Arc::clone(&base.weight);
-    gemm_strided(
-        (n, out, inp),
-        (&mut y, out, true),
-        (&xv, inp, 1),
-        (&w, 1, inp),
-        par(n, out, inp),
-    );
-    // The adapter: keep = dropout factors (None: every value kept as is).
+    let mut y = frozen_forward(&xv, base, dims);
     let adapter = lora.map(|l| {
-        let r = l.rank();
-        assert_eq!(*l.a.shape(), (r, inp), "lora A shape");
-        assert_eq!(*l.b.shape(), (out, r), "lora B shape");
-        let keep: Option<Vec<f32>> = dropout.filter(|d| d.p > 0.0).map(|d| {
-            let mut rng = SplitMix64::new(d.seed);
-            let s = 1.0 / (1.0 - d.p);
-            (0..n * inp)
-                .map(|_| if rng.next_f32() < d.p { 0.0 } else { s })
-                .collect()
-        });
-        let xd: Vec<f32> = match &keep {
-            Some(k) => xv.iter().zip(k).map(|(v, f)| v * f).collect(),
-            None => xv.clone(),
-        };
-        let (a, b) = (l.a.as_vec(), l.b.as_vec());
-        let mut u = vec![0.0f32; n * r];
-        gemm_strided(
-            (n, r, inp),
-            (&mut u, r, false),
-            (&xd, inp, 1),
-            (&a, 1, inp),
-            par(n, r, inp),
-        );
-        u.iter_mut().for_each(|v| *v *= l.scale);
-        gemm_strided(
-            (n, out, r),
-            (&mut y, out, true),
-            (&u, r, 1),
-            (&b, 1, r),
-            par(n, out, r),
-        );
-        (l.a.ghost(), l.b.ghost(), a, b, l.scale, r, keep, xd, u)
+        let saved = adapter_forward(l, &xv, &mut y, dims, dropout);
+        (l.a.ghost(), l.b.ghost(), saved)
     });
     drop(xv);
     let y = dev.tensor_from_vec(y, (n, out));
     if !T::OWNS_TAPE {
         return y.put_tape(tape);
     }
+    let w = Arc::clone(&base.weight);
     let (x_g, y_g) = (x.ghost(), y.ghost());
     let bias_g = train_bias.then(|| base.bias.ghost());
     drop(x);
     tape.add_backward_op(move |grads| -> Result<(), CpuError> {
         let g = grads.get_or_alloc_mut(&y_g)?.to_vec();
         if let Some(bg) = &bias_g {
-            let gb = grads.get_or_alloc_mut(bg)?;
-            for row in g.chunks_exact(out) {
-                for (d, v) in gb.iter_mut().zip(row) {
-                    *d += *v;
-                }
-            }
+            add_bias_grad(grads.get_or_alloc_mut(bg)?, &g, dims);
         }
-        {
-            let gx = grads.get_or_alloc_mut(&x_g)?;
-            gemm_strided(
-                (n, inp, out),
-                (gx, inp, true),
-                (&g, out, 1),
-                (&w, inp, 1),
-                par(n, inp, out),
-            );
-        }
-        if let Some((a_g, b_g, a, b, scale, r, keep, xd, u)) = &adapter {
-            let r = *r;
-            // dB += gᵀ (s xd Aᵀ)
-            let gb = grads.get_or_alloc_mut(b_g)?;
-            gemm_strided(
-                (out, r, n),
-                (gb, r, true),
-                (&g, 1, out),
-                (u, r, 1),
-                par(out, r, n),
-            );
-            // t = s g B, (n, r)
-            let mut t = vec![0.0f32; n * r];
-            gemm_strided(
-                (n, r, out),
-                (&mut t, r, false),
-                (&g, out, 1),
-                (b, r, 1),
-                par(n, r, out),
-            );
-            t.iter_mut().for_each(|v| *v *= *scale);
-            // dA += tᵀ xd
-            let ga = grads.get_or_alloc_mut(a_g)?;
-            gemm_strided(
-                (r, inp, n),
-                (ga, inp, true),
-                (&t, 1, r),
-                (xd, inp, 1),
-                par(r, inp, n),
-            );
-            // dx += (t A) ⊙ keep
-            let gx = grads.get_or_alloc_mut(&x_g)?;
-            match keep {
-                None => gemm_strided(
-                    (n, inp, r),
-                    (gx, inp, true),
-                    (&t, r, 1),
-                    (a, inp, 1),
-                    par(n, inp, r),
-                ),
-                Some(k) => {
-                    let mut v = vec![0.0f32; n * inp];
-                    gemm_strided(
-                        (n, inp, r),
-                        (&mut v, inp, false),
-                        (&t, r, 1),
-                        (a, inp, 1),
-                        par(n, inp, r),
-                    );
-                    for ((d, v), f) in gx.iter_mut().zip(&v).zip(k) {
-                        *d += v * f;
-                    }
-                }
-            }
+        add_input_grad_through_weight(grads.get_or_alloc_mut(&x_g)?, &g, &w, dims);
+        if let Some((a_g, b_g, saved)) = &adapter {
+            add_b_grad(grads.get_or_alloc_mut(b_g)?, &g, saved, dims);
+            let t = scaled_grad_through_b(&g, saved, dims);
+            add_a_grad(grads.get_or_alloc_mut(a_g)?, &t, saved, dims);
+            add_input_grad_through_adapter(grads.get_or_alloc_mut(&x_g)?, &t, saved, dims);
         }
         Ok(())
     });
     y.put_tape(tape)
+}
+
+/// The sizes of one [`frozen_linear`] call: `n` rows of `inp` values in, `out` values out.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    n: usize,
+    inp: usize,
+    out: usize,
+}
+
+/// `x Wᵀ + b`: the bias broadcast to every row, the frozen weight's GEMM accumulated onto it.
+fn frozen_forward(xv: &[f32], base: &FrozenLinear, Dims { n, inp, out }: Dims) -> Vec<f32> {
+    let mut y = Vec::with_capacity(n * out);
+    let bias = base.bias.as_vec();
+    for _ in 0..n {
+        y.extend_from_slice(&bias);
+    }
+    gemm_strided(
+        (n, out, inp),
+        (&mut y, out, true),
+        (xv, inp, 1),
+        (&base.weight, 1, inp),
+        par(n, out, inp),
+    );
+    y
+}
+
+/// The dropout factors of `len` input values (`0` or `1 / (1 - p)`), drawn from the mask's
+/// seed; `None` when nothing is dropped.
+fn dropout_factors(dropout: Option<Dropout>, len: usize) -> Option<Vec<f32>> {
+    dropout.filter(|d| d.p > 0.0).map(|d| {
+        let mut rng = SplitMix64::new(d.seed);
+        let s = 1.0 / (1.0 - d.p);
+        (0..len)
+            .map(|_| if rng.next_f32() < d.p { 0.0 } else { s })
+            .collect()
+    })
+}
+
+/// What the adapter's backward pass keeps from its forward.
+struct AdapterSaved {
+    /// `A`, `(r, in)`.
+    a: Vec<f32>,
+    /// `B`, `(out, r)`.
+    b: Vec<f32>,
+    scale: f32,
+    r: usize,
+    /// Dropout factors (`None`: every value kept as is).
+    keep: Option<Vec<f32>>,
+    /// The dropped input, `(n, in)`.
+    xd: Vec<f32>,
+    /// `s (xd Aᵀ)`, `(n, r)`.
+    u: Vec<f32>,
+}
+
+/// Adds `s (drop(x) Aᵀ) Bᵀ` to `y` and keeps what the backward pass needs.
+fn adapter_forward(
+    l: &LoraParams,
+    xv: &[f32],
+    y: &mut [f32],
+    Dims { n, inp, out }: Dims,
+    dropout: Option<Dropout>,
+) -> AdapterSaved {
+    let r = l.rank();
+    assert_eq!(*l.a.shape(), (r, inp), "lora A shape");
+    assert_eq!(*l.b.shape(), (out, r), "lora B shape");
+    let keep = dropout_factors(dropout, n * inp);
+    let xd: Vec<f32> = match &keep {
+        Some(k) => xv.iter().zip(k).map(|(v, f)| v * f).collect(),
+        None => xv.to_vec(),
+    };
+    let (a, b) = (l.a.as_vec(), l.b.as_vec());
+    let mut u = vec![0.0f32; n * r];
+    gemm_strided(
+        (n, r, inp),
+        (&mut u, r, false),
+        (&xd, inp, 1),
+        (&a, 1, inp),
+        par(n, r, inp),
+    );
+    u.iter_mut().for_each(|v| *v *= l.scale);
+    gemm_strided(
+        (n, out, r),
+        (y, out, true),
+        (&u, r, 1),
+        (&b, 1, r),
+        par(n, out, r),
+    );
+    AdapterSaved {
+        a,
+        b,
+        scale: l.scale,
+        r,
+        keep,
+        xd,
+        u,
+    }
+}
+
+/// `db += Σ_rows g` (bitfit's bias gradient).
+fn add_bias_grad(gb: &mut [f32], g: &[f32], Dims { out, .. }: Dims) {
+    for row in g.chunks_exact(out) {
+        for (d, v) in gb.iter_mut().zip(row) {
+            *d += *v;
+        }
+    }
+}
+
+/// `dx += g W` (the frozen part).
+fn add_input_grad_through_weight(gx: &mut [f32], g: &[f32], w: &[f32], d: Dims) {
+    let Dims { n, inp, out } = d;
+    gemm_strided(
+        (n, inp, out),
+        (gx, inp, true),
+        (g, out, 1),
+        (w, inp, 1),
+        par(n, inp, out),
+    );
+}
+
+/// `dB += gᵀ (s xd Aᵀ)`.
+fn add_b_grad(gb: &mut [f32], g: &[f32], ad: &AdapterSaved, Dims { n, out, .. }: Dims) {
+    let r = ad.r;
+    gemm_strided(
+        (out, r, n),
+        (gb, r, true),
+        (g, 1, out),
+        (&ad.u, r, 1),
+        par(out, r, n),
+    );
+}
+
+/// `t = s g B`, `(n, r)`: the gradient reaching the adapter's `drop(x) Aᵀ`.
+fn scaled_grad_through_b(g: &[f32], ad: &AdapterSaved, Dims { n, out, .. }: Dims) -> Vec<f32> {
+    let r = ad.r;
+    let mut t = vec![0.0f32; n * r];
+    gemm_strided(
+        (n, r, out),
+        (&mut t, r, false),
+        (g, out, 1),
+        (&ad.b, r, 1),
+        par(n, r, out),
+    );
+    t.iter_mut().for_each(|v| *v *= ad.scale);
+    t
+}
+
+/// `dA += tᵀ xd`.
+fn add_a_grad(ga: &mut [f32], t: &[f32], ad: &AdapterSaved, Dims { n, inp, .. }: Dims) {
+    let r = ad.r;
+    gemm_strided(
+        (r, inp, n),
+        (ga, inp, true),
+        (t, 1, r),
+        (&ad.xd, inp, 1),
+        par(r, inp, n),
+    );
+}
+
+/// `dx += (t A) ⊙ keep`.
+fn add_input_grad_through_adapter(
+    gx: &mut [f32],
+    t: &[f32],
+    ad: &AdapterSaved,
+    Dims { n, inp, .. }: Dims,
+) {
+    let r = ad.r;
+    match &ad.keep {
+        None => gemm_strided(
+            (n, inp, r),
+            (gx, inp, true),
+            (t, r, 1),
+            (&ad.a, inp, 1),
+            par(n, inp, r),
+        ),
+        Some(k) => {
+            let mut v = vec![0.0f32; n * inp];
+            gemm_strided(
+                (n, inp, r),
+                (&mut v, inp, false),
+                (t, r, 1),
+                (&ad.a, inp, 1),
+                par(n, inp, r),
+            );
+            for ((d, v), f) in gx.iter_mut().zip(&v).zip(k) {
+                *d += v * f;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

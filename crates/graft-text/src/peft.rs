@@ -18,7 +18,7 @@ use graft_data::SplitMix64;
 
 use crate::bert::{block_forward, l2_normalize, BertEncoder, EncoderInput, LayerNorm, Linear};
 use crate::bert::{Matrix, Proj};
-use crate::finetune::adam_step;
+use crate::finetune::{adam_step, check_one_label_each, one_hot, Shuffled};
 use crate::head::LinearHead;
 use crate::lora::{frozen_linear, Dropout, FrozenLinear, LoraParams};
 use crate::minilm::MiniLm;
@@ -431,94 +431,34 @@ pub fn train_peft(
     cfg: &PeftConfig,
     observe: PeftObserver<'_>,
 ) -> Result<PeftTrained, TextError> {
-    if texts.is_empty() || texts.len() != labels.len() {
-        return Err(TextError::Invalid(format!(
-            "{} needs texts with one label each ({} texts, {} labels)",
-            match method {
-                PeftMethod::Lora(_) => "lora",
-                PeftMethod::BitFit => "bitfit",
-            },
-            texts.len(),
-            labels.len()
-        )));
-    }
-    if let PeftMethod::Lora(spec) = &method {
-        if spec.rank == 0 || !(0.0..1.0).contains(&spec.dropout) {
-            return Err(TextError::Invalid(format!(
-                "LoRA needs a rank of at least 1 and a dropout in [0, 1) (rank {}, dropout {})",
-                spec.rank, spec.dropout
-            )));
-        }
-    }
+    check_method_and_data(&method, texts.len(), labels.len())?;
     let enc = &model.encoder;
-    let dev = &enc.dev;
     let seqs = texts
         .iter()
         .map(|t| model.tokenizer.encode(t))
         .collect::<Result<Vec<_>, _>>()?;
     let mut net = PeftNet::new(enc, method, classes, cfg.seed);
     let trainable = net.trainable_parameters();
-    let mut adam: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
-    net.visit(0.0, 0.0, &mut |t, _| {
-        let n = t.values().len();
-        adam.push((vec![0.0; n], vec![0.0; n]));
-    });
+    let mut adam = adam_moments(&mut net);
     let mut rng = SplitMix64::new(cfg.seed ^ 0x5eed_1a7a);
-    let mut order: Vec<usize> = (0..texts.len()).collect();
-    let mut pos = order.len();
+    let mut order = Shuffled::new(texts.len());
     let batch = cfg.batch.clamp(1, texts.len());
-    let c = &enc.config;
-    let block_params = c.hidden_size * c.hidden_size * 4 + 2 * c.hidden_size * c.intermediate_size;
-    // Forward, and a backward that computes input gradients but no weight gradients (about
-    // the forward's cost again), over every padded token of every block.
-    let flops_of =
-        |tokens: usize| 2.0 * 2.0 * tokens as f64 * (block_params * c.num_hidden_layers) as f64;
+    let flops_of = peft_flops(&enc.config);
     let mut tokens_seen = 0usize;
     for step in 1..=cfg.steps {
-        let mut ids = Vec::with_capacity(batch);
-        let mut ys = Vec::with_capacity(batch);
-        while ids.len() < batch {
-            if pos == order.len() {
-                rng.shuffle(&mut order);
-                pos = 0;
-            }
-            ids.push(order[pos]);
-            ys.push(labels[order[pos]] as usize);
-            pos += 1;
-        }
+        let (ids, ys) = order.next_batch(&mut rng, labels, batch);
         let group: Vec<Vec<u32>> = ids.iter().map(|&i| seqs[i].clone()).collect();
         let tokens = crate::tokenize::pad(&group, model.tokenizer.pad_id());
         let input = enc.input(&tokens)?;
         tokens_seen += tokens.batch * tokens.seq;
-        let x: Matrix = dev.tensor_from_vec(
+        let x: Matrix = enc.dev.tensor_from_vec(
             sums.rows(&tokens),
-            (tokens.batch * tokens.seq, c.hidden_size),
+            (tokens.batch * tokens.seq, enc.config.hidden_size),
         );
         let logits = net.forward(x.traced(Gradients::leaky()), &input, Some(rng.next_u64()));
-        let mut onehot = vec![0.0f32; batch * classes];
-        for (r, &y) in ys.iter().enumerate() {
-            onehot[r * classes + y] = 1.0;
-        }
-        let target = dev.tensor_from_vec(onehot, (batch, classes));
-        let loss = cross_entropy_with_logits_loss(logits, target);
-        let mut grads = loss.backward();
-        let mut slot = 0;
-        let mut failed = None;
-        net.visit(cfg.lr, cfg.head_lr, &mut |t, lr| {
-            match t.grad(&mut grads) {
-                Ok(g) => {
-                    let (m, v) = &mut adam[slot];
-                    let mut w = t.values();
-                    adam_step(&mut w, &g, m, v, lr, step);
-                    t.set(&w);
-                }
-                Err(e) => failed = Some(e),
-            }
-            slot += 1;
-        });
-        if let Some(e) = failed {
-            return Err(e);
-        }
+        let target = one_hot(&enc.dev, &ys, classes);
+        let mut grads = cross_entropy_with_logits_loss(logits, target).backward();
+        adam_update(&mut net, &mut grads, &mut adam, cfg, step)?;
         observe(&net, step, flops_of(tokens_seen))?;
     }
     Ok(PeftTrained {
@@ -526,6 +466,75 @@ pub fn train_peft(
         flops: flops_of(tokens_seen),
         trainable,
     })
+}
+
+/// Refuses texts without one label each, and a LoRA of rank 0 or a dropout outside [0, 1).
+fn check_method_and_data(
+    method: &PeftMethod,
+    texts: usize,
+    labels: usize,
+) -> Result<(), TextError> {
+    let name = match method {
+        PeftMethod::Lora(_) => "lora",
+        PeftMethod::BitFit => "bitfit",
+    };
+    check_one_label_each(name, texts, labels)?;
+    if let PeftMethod::Lora(spec) = method {
+        if spec.rank == 0 || !(0.0..1.0).contains(&spec.dropout) {
+            return Err(TextError::Invalid(format!(
+                "LoRA needs a rank of at least 1 and a dropout in [0, 1) (rank {}, dropout {})",
+                spec.rank, spec.dropout
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Adam's first and second moments of every trained tensor, zero, in `visit` order.
+fn adam_moments(net: &mut PeftNet) -> Vec<(Vec<f32>, Vec<f32>)> {
+    let mut adam: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
+    net.visit(0.0, 0.0, &mut |t, _| {
+        let n = t.values().len();
+        adam.push((vec![0.0; n], vec![0.0; n]));
+    });
+    adam
+}
+
+/// One Adam step of every trained tensor from its gradient in `grads`.
+fn adam_update(
+    net: &mut PeftNet,
+    grads: &mut Gradients<f32, Cpu>,
+    adam: &mut [(Vec<f32>, Vec<f32>)],
+    cfg: &PeftConfig,
+    step: usize,
+) -> Result<(), TextError> {
+    let mut slot = 0;
+    let mut failed = None;
+    net.visit(cfg.lr, cfg.head_lr, &mut |t, lr| {
+        match t.grad(grads) {
+            Ok(g) => {
+                let (m, v) = &mut adam[slot];
+                let mut w = t.values();
+                adam_step(&mut w, &g, m, v, lr, step);
+                t.set(&w);
+            }
+            Err(e) => failed = Some(e),
+        }
+        slot += 1;
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Training FLOPs after `tokens` padded tokens: the forward, and a backward that computes
+/// input gradients but no weight gradients (about the forward's cost again), over every
+/// token of every block.
+fn peft_flops(c: &crate::config::BertConfig) -> impl Fn(usize) -> f64 {
+    let block_params = c.hidden_size * c.hidden_size * 4 + 2 * c.hidden_size * c.intermediate_size;
+    let layers = c.num_hidden_layers;
+    move |tokens: usize| 2.0 * 2.0 * tokens as f64 * (block_params * layers) as f64
 }
 
 /// Sentence embeddings of `texts` through `net` merged into `model` (the inference path),

@@ -193,14 +193,7 @@ struct Run<'v, 'a> {
 
 /// Runs the `fortunes` sweep and writes its report.
 pub fn run_fortunes_sweep(cfg: &TextSweepConfig) -> Result<TextSweepOutcome, TextError> {
-    if cfg.ks.is_empty() || cfg.seeds.is_empty() || cfg.strategies.is_empty() {
-        return Err(TextError::Invalid(
-            "a sweep needs at least one k, one seed and one strategy".into(),
-        ));
-    }
-    use graft_transfer::sweep::check_distinct;
-    check_distinct("--seeds", "seed", &cfg.seeds, |s| s.to_string())?;
-    check_distinct("--k", "label budget", &cfg.ks, |k| k.to_string())?;
+    check_sweep(cfg)?;
     let ds = crate::fortunes::open(&cfg.fortunes_dir, &cfg.cache_dir)?;
     let (pool, test_view) = crate::fortunes::pool_and_test(&ds)?;
     let classes = ds.class_names().len();
@@ -211,11 +204,40 @@ pub fn run_fortunes_sweep(cfg: &TextSweepConfig) -> Result<TextSweepOutcome, Tex
         labels: test_view.labels().to_vec(),
         reads: 0,
     };
+    let results = run_all(cfg, &model, &enc, &pool, classes, &mut test)?;
+    let report = sweep_report(cfg, &model, &enc, &pool, &test, results);
+    let dir = graft_transfer::sweep::create_run_dir(&cfg.runs_dir, "fortunes")?;
+    report::write(&report, &dir)?;
+    Ok(TextSweepOutcome { report, dir })
+}
+
+/// Refuses an empty grid and repeated seeds or label budgets.
+fn check_sweep(cfg: &TextSweepConfig) -> Result<(), TextError> {
+    if cfg.ks.is_empty() || cfg.seeds.is_empty() || cfg.strategies.is_empty() {
+        return Err(TextError::Invalid(
+            "a sweep needs at least one k, one seed and one strategy".into(),
+        ));
+    }
+    use graft_transfer::sweep::check_distinct;
+    check_distinct("--seeds", "seed", &cfg.seeds, |s| s.to_string())?;
+    check_distinct("--k", "label budget", &cfg.ks, |k| k.to_string())?;
+    Ok(())
+}
+
+/// Every strategy at every (k, seed), k outermost: one record per run.
+fn run_all(
+    cfg: &TextSweepConfig,
+    model: &MiniLm,
+    enc: &Encoded,
+    pool: &TextView<'_>,
+    classes: usize,
+    test: &mut TestSplit,
+) -> Result<Vec<RunRecord>, TextError> {
     let mut results = Vec::new();
     for &k in &cfg.ks {
         for &seed in &cfg.seeds {
             let shot = pool.k_shot(k, seed)?;
-            let monitor = MonitorSet::new(&pool, &shot, MONITOR_PER_CLASS);
+            let monitor = MonitorSet::new(pool, &shot, MONITOR_PER_CLASS);
             let mut probe: Option<LinearHead> = None;
             for &strategy in &cfg.strategies {
                 let run = Run {
@@ -225,31 +247,56 @@ pub fn run_fortunes_sweep(cfg: &TextSweepConfig) -> Result<TextSweepOutcome, Tex
                     seed,
                 };
                 let (trained, accuracy) =
-                    run_one(cfg, &model, &enc, &run, strategy, &mut probe, &mut test)?;
-                let (joules, energy_source) = joules_or_estimate(None, trained.flops);
+                    run_one(cfg, model, enc, &run, strategy, &mut probe, test)?;
                 tracing::info!(strategy = %strategy.name(), k, seed, accuracy, "run done");
-                results.push(RunRecord {
-                    protocol: "fortunes".into(),
-                    network: MODEL_NAME.into(),
-                    strategy: strategy.name(),
-                    k: Some(k),
-                    seed,
-                    accuracy,
-                    wall_seconds: trained.seconds,
-                    flops: trained.flops,
-                    joules,
-                    energy_source,
-                    co2_grams: co2_grams(joules, cfg.grid_g_per_kwh),
-                    curve: trained.curve,
-                    head_device: "cpu".into(),
-                });
+                results.push(run_record(cfg, strategy, k, seed, trained, accuracy));
             }
         }
     }
+    Ok(results)
+}
+
+/// The report's record of one run (energy estimated from its FLOPs).
+fn run_record(
+    cfg: &TextSweepConfig,
+    strategy: TextStrategy,
+    k: usize,
+    seed: u64,
+    trained: Trained,
+    accuracy: f64,
+) -> RunRecord {
+    let (joules, energy_source) = joules_or_estimate(None, trained.flops);
+    RunRecord {
+        protocol: "fortunes".into(),
+        network: MODEL_NAME.into(),
+        strategy: strategy.name(),
+        k: Some(k),
+        seed,
+        accuracy,
+        wall_seconds: trained.seconds,
+        flops: trained.flops,
+        joules,
+        energy_source,
+        co2_grams: co2_grams(joules, cfg.grid_g_per_kwh),
+        curve: trained.curve,
+        head_device: "cpu".into(),
+    }
+}
+
+/// The sweep's report: its runs, their summary and verdicts, and how the embeddings were
+/// made.
+fn sweep_report(
+    cfg: &TextSweepConfig,
+    model: &MiniLm,
+    enc: &Encoded,
+    pool: &TextView<'_>,
+    test: &TestSplit,
+    results: Vec<RunRecord>,
+) -> Report {
     let summary = report::summarize(&results);
     let runs_planned = results.len();
     let smallest = pool.class_counts().into_iter().min().unwrap_or(0);
-    let report = Report {
+    Report {
         graft_version: env!("CARGO_PKG_VERSION").into(),
         protocol: "fortunes".into(),
         network: MODEL_NAME.into(),
@@ -282,12 +329,20 @@ pub fn run_fortunes_sweep(cfg: &TextSweepConfig) -> Result<TextSweepOutcome, Tex
         runs_planned,
         training: "frozen sentence embeddings, a new linear head per run (graft-text)".into(),
         shard: None,
-    };
-    let dir = graft_transfer::sweep::create_run_dir(&cfg.runs_dir, "fortunes")?;
-    report::write(&report, &dir)?;
-    Ok(TextSweepOutcome { report, dir })
+    }
 }
 
+/// One run's training time (monitor evaluations excluded), FLOPs and curve.
+fn finish(rec: CurveRecorder, flops: f64) -> Trained {
+    Trained {
+        seconds: rec.seconds(),
+        flops,
+        curve: rec.points,
+    }
+}
+
+/// Trains `strategy` on `run`'s k-shot set and evaluates it on the test split: the trained
+/// run and its test accuracy. A linear probe is kept in `probe` for `lp-ft`.
 fn run_one(
     cfg: &TextSweepConfig,
     model: &MiniLm,
@@ -297,145 +352,204 @@ fn run_one(
     probe: &mut Option<LinearHead>,
     test: &mut TestSplit,
 ) -> Result<(Trained, f64), TextError> {
-    let shot = run.shot;
-    let ids: Vec<usize> = shot.indices().iter().map(|&i| i as usize).collect();
-    let labels = shot.labels();
-    let ds = shot.dataset();
-    let monitor = run.monitor;
-    let classes = run.classes;
-    let mut rec = CurveRecorder::new(cfg.head.steps, CURVE_POINTS);
-    let finish = |rec: CurveRecorder, flops: f64| Trained {
-        seconds: rec.seconds(),
-        flops,
-        curve: rec.points,
-    };
+    let ids: Vec<usize> = run.shot.indices().iter().map(|&i| i as usize).collect();
+    let rec = CurveRecorder::new(cfg.head.steps, CURVE_POINTS);
     match strategy {
-        TextStrategy::Scratch => {
-            let texts = shot.texts()?;
-            let bow = BagOfWords::fit(&texts, DEFAULT_BUCKETS);
-            let rows: Vec<SparseRow> = texts.iter().map(|t| bow.transform(t)).collect();
-            let monitor_rows = rec.exclude(|| -> Result<Vec<SparseRow>, TextError> {
-                monitor
-                    .ids
-                    .iter()
-                    .map(|&i| Ok(bow.transform(ds.text(i)?)))
-                    .collect()
-            })?;
-            let mut head = LinearHead::zeros(bow.dim(), classes);
-            let flops = head.fit_observed(&rows, labels, &cfg.head, &mut |h, step, f| {
-                let _ = rec.observe(step, f, || {
-                    let p: Vec<usize> = monitor_rows.iter().map(|r| h.predict(r)).collect();
-                    Ok::<_, ()>(monitor.accuracy(&p))
-                });
-            });
-            let trained = finish(rec, flops);
-            let acc = test.evaluate(|ids| {
-                ids.iter()
-                    .map(|&i| -> Result<usize, TextError> {
-                        Ok(head.predict(&bow.transform(ds.text(i)?)))
-                    })
-                    .collect()
-            })?;
-            Ok((trained, acc))
-        }
-        TextStrategy::LinearProbe => {
-            let (head, flops) = train_probe(cfg, enc, &ids, labels, classes, monitor, &mut rec);
-            *probe = Some(head.clone());
-            let trained = finish(rec, flops);
-            let acc = test.evaluate(|ids| {
-                Ok(ids
-                    .iter()
-                    .map(|&i| head.predict(&enc.embeddings[i]))
-                    .collect())
-            })?;
-            Ok((trained, acc))
-        }
+        TextStrategy::Scratch => run_scratch(cfg, run, rec, test),
+        TextStrategy::LinearProbe => run_linear_probe(cfg, enc, run, &ids, rec, probe, test),
         TextStrategy::Lora { .. } | TextStrategy::BitFit => {
-            let method = strategy
-                .peft_method(&cfg.lora_targets, cfg.lora_dropout)
-                .ok_or_else(|| TextError::Invalid("not a parameter-efficient strategy".into()))?;
-            let texts = shot.texts()?;
-            let monitor_texts = rec.exclude(|| -> Result<Vec<&str>, TextError> {
-                monitor.ids.iter().map(|&i| Ok(ds.text(i)?)).collect()
-            })?;
-            let pcfg = PeftConfig {
-                seed: run.seed,
-                ..cfg.peft
-            };
-            rec.next_phase(pcfg.steps, 0.0);
-            let sums = EmbeddingSums::new(&model.encoder);
-            let out = train_peft(
-                model,
-                &sums,
-                &texts,
-                labels,
-                classes,
-                method,
-                &pcfg,
-                &mut |net, step, f| {
-                    rec.observe(step, f, || {
-                        let p = crate::peft::predict(model, net, &monitor_texts, cfg.embed_batch)?;
-                        Ok(monitor.accuracy(&p))
-                    })
-                },
-            )?;
-            tracing::info!(
-                strategy = %strategy.name(),
-                trainable = out.trainable,
-                "parameter-efficient run trained"
-            );
-            let trained = finish(rec, out.flops);
-            let acc = test.evaluate(|ids| {
-                let texts = ids
-                    .iter()
-                    .map(|&i| Ok(ds.text(i)?))
-                    .collect::<Result<Vec<&str>, TextError>>()?;
-                crate::peft::predict(model, &out.net, &texts, cfg.embed_batch)
-            })?;
-            Ok((trained, acc))
+            run_peft(cfg, model, run, strategy, rec, test)
         }
         TextStrategy::FineTune | TextStrategy::LpFt => {
-            let states = enc.states.as_ref().ok_or_else(|| {
-                TextError::Invalid("fine-tuning needs the frozen states (internal)".into())
-            })?;
-            let mut flops = 0.0;
-            let init = if strategy == TextStrategy::LpFt {
-                // The probe of the same (k, seed) when it ran, else trained here; its cost
-                // counts towards lp-ft either way (its curve only when trained here).
-                let (h, f) = match probe.clone() {
-                    Some(h) => {
-                        let f = train_probe_flops(cfg, &ids, model.dim(), classes);
-                        (h, f)
-                    }
-                    None => train_probe(cfg, enc, &ids, labels, classes, monitor, &mut rec),
-                };
-                flops += f;
-                Some(h)
-            } else {
-                None
-            };
-            let ft_cfg = FineTuneConfig {
-                seed: run.seed,
-                ..cfg.fine_tune
-            };
-            rec.next_phase(ft_cfg.steps, flops);
-            let out = fine_tune(
-                model,
-                states,
-                &ids,
-                labels,
-                classes,
-                init.as_ref(),
-                &ft_cfg,
-                &mut |net, step, f| {
-                    rec.observe(step, f, || {
-                        Ok(monitor.accuracy(&net.predict(model, states, &monitor.ids)?))
-                    })
-                },
-            )?;
-            let trained = finish(rec, flops + out.flops);
-            let acc = test.evaluate(|ids| out.model.predict(model, states, ids))?;
-            Ok((trained, acc))
+            run_fine_tune(cfg, model, enc, run, &ids, strategy, probe, rec, test)
+        }
+    }
+}
+
+/// `scratch`: a head on hashed bag-of-words features fitted to the k-shot texts.
+fn run_scratch(
+    cfg: &TextSweepConfig,
+    run: &Run<'_, '_>,
+    mut rec: CurveRecorder,
+    test: &mut TestSplit,
+) -> Result<(Trained, f64), TextError> {
+    let (shot, monitor) = (run.shot, run.monitor);
+    let ds = shot.dataset();
+    let texts = shot.texts()?;
+    let bow = BagOfWords::fit(&texts, DEFAULT_BUCKETS);
+    let rows: Vec<SparseRow> = texts.iter().map(|t| bow.transform(t)).collect();
+    let monitor_rows = rec.exclude(|| -> Result<Vec<SparseRow>, TextError> {
+        monitor
+            .ids
+            .iter()
+            .map(|&i| Ok(bow.transform(ds.text(i)?)))
+            .collect()
+    })?;
+    let mut head = LinearHead::zeros(bow.dim(), run.classes);
+    let flops = head.fit_observed(&rows, shot.labels(), &cfg.head, &mut |h, step, f| {
+        let _ = rec.observe(step, f, || {
+            let p: Vec<usize> = monitor_rows.iter().map(|r| h.predict(r)).collect();
+            Ok::<_, ()>(monitor.accuracy(&p))
+        });
+    });
+    let trained = finish(rec, flops);
+    let acc = test.evaluate(|ids| {
+        ids.iter()
+            .map(|&i| -> Result<usize, TextError> { Ok(head.predict(&bow.transform(ds.text(i)?))) })
+            .collect()
+    })?;
+    Ok((trained, acc))
+}
+
+/// `linear-probe`: a head on the cached sentence embeddings (kept in `probe`).
+fn run_linear_probe(
+    cfg: &TextSweepConfig,
+    enc: &Encoded,
+    run: &Run<'_, '_>,
+    ids: &[usize],
+    mut rec: CurveRecorder,
+    probe: &mut Option<LinearHead>,
+    test: &mut TestSplit,
+) -> Result<(Trained, f64), TextError> {
+    let labels = run.shot.labels();
+    let (head, flops) = train_probe(cfg, enc, ids, labels, run.classes, run.monitor, &mut rec);
+    *probe = Some(head.clone());
+    let trained = finish(rec, flops);
+    let acc = test.evaluate(|ids| {
+        Ok(ids
+            .iter()
+            .map(|&i| head.predict(&enc.embeddings[i]))
+            .collect())
+    })?;
+    Ok((trained, acc))
+}
+
+/// `lora` and `bitfit`: frozen weights, adapters or biases trained on the k-shot texts,
+/// evaluated through the merged encoder.
+fn run_peft(
+    cfg: &TextSweepConfig,
+    model: &MiniLm,
+    run: &Run<'_, '_>,
+    strategy: TextStrategy,
+    mut rec: CurveRecorder,
+    test: &mut TestSplit,
+) -> Result<(Trained, f64), TextError> {
+    let (shot, monitor) = (run.shot, run.monitor);
+    let ds = shot.dataset();
+    let method = strategy
+        .peft_method(&cfg.lora_targets, cfg.lora_dropout)
+        .ok_or_else(|| TextError::Invalid("not a parameter-efficient strategy".into()))?;
+    let texts = shot.texts()?;
+    let monitor_texts = rec.exclude(|| -> Result<Vec<&str>, TextError> {
+        monitor.ids.iter().map(|&i| Ok(ds.text(i)?)).collect()
+    })?;
+    let pcfg = PeftConfig {
+        seed: run.seed,
+        ..cfg.peft
+    };
+    rec.next_phase(pcfg.steps, 0.0);
+    let sums = EmbeddingSums::new(&model.encoder);
+    let out = train_peft(
+        model,
+        &sums,
+        &texts,
+        shot.labels(),
+        run.classes,
+        method,
+        &pcfg,
+        &mut |net, step, f| {
+            rec.observe(step, f, || {
+                let p = crate::peft::predict(model, net, &monitor_texts, cfg.embed_batch)?;
+                Ok(monitor.accuracy(&p))
+            })
+        },
+    )?;
+    tracing::info!(
+        strategy = %strategy.name(),
+        trainable = out.trainable,
+        "parameter-efficient run trained"
+    );
+    let trained = finish(rec, out.flops);
+    let acc = test.evaluate(|ids| {
+        let texts = ids
+            .iter()
+            .map(|&i| Ok(ds.text(i)?))
+            .collect::<Result<Vec<&str>, TextError>>()?;
+        crate::peft::predict(model, &out.net, &texts, cfg.embed_batch)
+    })?;
+    Ok((trained, acc))
+}
+
+/// `fine-tune` and `lp-ft` (whose head starts from `probe`, the same (k, seed)'s linear
+/// probe, when it ran): the top blocks and a head trained on the frozen states.
+#[allow(clippy::too_many_arguments)]
+fn run_fine_tune(
+    cfg: &TextSweepConfig,
+    model: &MiniLm,
+    enc: &Encoded,
+    run: &Run<'_, '_>,
+    ids: &[usize],
+    strategy: TextStrategy,
+    probe: &Option<LinearHead>,
+    mut rec: CurveRecorder,
+    test: &mut TestSplit,
+) -> Result<(Trained, f64), TextError> {
+    let monitor = run.monitor;
+    let states = enc.states.as_ref().ok_or_else(|| {
+        TextError::Invalid("fine-tuning needs the frozen states (internal)".into())
+    })?;
+    let mut flops = 0.0;
+    let init = if strategy == TextStrategy::LpFt {
+        let (h, f) = lp_ft_probe(cfg, model, enc, run, ids, probe, &mut rec);
+        flops += f;
+        Some(h)
+    } else {
+        None
+    };
+    let ft_cfg = FineTuneConfig {
+        seed: run.seed,
+        ..cfg.fine_tune
+    };
+    rec.next_phase(ft_cfg.steps, flops);
+    let out = fine_tune(
+        model,
+        states,
+        ids,
+        run.shot.labels(),
+        run.classes,
+        init.as_ref(),
+        &ft_cfg,
+        &mut |net, step, f| {
+            rec.observe(step, f, || {
+                Ok(monitor.accuracy(&net.predict(model, states, &monitor.ids)?))
+            })
+        },
+    )?;
+    let trained = finish(rec, flops + out.flops);
+    let acc = test.evaluate(|ids| out.model.predict(model, states, ids))?;
+    Ok((trained, acc))
+}
+
+/// `lp-ft`'s starting head and its cost: the probe of the same (k, seed) when it ran, else
+/// one trained here; its cost counts towards lp-ft either way (its curve only when trained
+/// here).
+fn lp_ft_probe(
+    cfg: &TextSweepConfig,
+    model: &MiniLm,
+    enc: &Encoded,
+    run: &Run<'_, '_>,
+    ids: &[usize],
+    probe: &Option<LinearHead>,
+    rec: &mut CurveRecorder,
+) -> (LinearHead, f64) {
+    match probe.clone() {
+        Some(h) => {
+            let f = train_probe_flops(cfg, ids, model.dim(), run.classes);
+            (h, f)
+        }
+        None => {
+            let labels = run.shot.labels();
+            train_probe(cfg, enc, ids, labels, run.classes, run.monitor, rec)
         }
     }
 }

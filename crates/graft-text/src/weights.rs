@@ -132,55 +132,16 @@ pub fn load_encoder(
         ),
     })?;
     let names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
-    let prefix = if !names.is_empty() && names.iter().all(|n| n.starts_with("bert.")) {
-        "bert."
-    } else {
-        ""
-    };
+    let prefix = model_prefix(&names);
     let mut r = Reader {
         st,
         used: BTreeSet::new(),
         problems: Vec::new(),
         dev: dev.clone(),
     };
-    let (h, i, eps) = (
-        config.hidden_size,
-        config.intermediate_size,
-        config.layer_norm_eps,
-    );
-    let p = |n: &str| format!("{prefix}{n}");
-    let embeddings = Embeddings {
-        word: r.matrix(
-            &p("embeddings.word_embeddings.weight"),
-            config.vocab_size,
-            h,
-        ),
-        position: r.matrix(
-            &p("embeddings.position_embeddings.weight"),
-            config.max_position_embeddings,
-            h,
-        ),
-        token_type: r.matrix(
-            &p("embeddings.token_type_embeddings.weight"),
-            config.type_vocab_size,
-            h,
-        ),
-        norm: r.norm(&p("embeddings.LayerNorm"), h, eps),
-    };
+    let embeddings = r.embeddings(prefix, config);
     let layers = (0..config.num_hidden_layers)
-        .map(|l| {
-            let q = |n: &str| p(&format!("encoder.layer.{l}.{n}"));
-            BertLayer {
-                query: r.linear(&q("attention.self.query"), h, h),
-                key: r.linear(&q("attention.self.key"), h, h),
-                value: r.linear(&q("attention.self.value"), h, h),
-                attention_out: r.linear(&q("attention.output.dense"), h, h),
-                attention_norm: r.norm(&q("attention.output.LayerNorm"), h, eps),
-                intermediate: r.linear(&q("intermediate.dense"), h, i),
-                output: r.linear(&q("output.dense"), i, h),
-                output_norm: r.norm(&q("output.LayerNorm"), h, eps),
-            }
-        })
+        .map(|l| r.layer(&format!("{prefix}encoder.layer.{l}."), config))
         .collect();
     if !r.problems.is_empty() {
         return Err(TextError::Weights {
@@ -188,19 +149,7 @@ pub fn load_encoder(
             reason: format!("does not match config.json:\n  {}", r.problems.join("\n  ")),
         });
     }
-    let mut unused: Vec<String> = names
-        .iter()
-        .filter(|n| !r.used.contains(*n))
-        .cloned()
-        .collect();
-    unused.sort();
-    let report = LoadReport {
-        used: r.used.into_iter().collect(),
-        unused,
-    };
-    if !report.unused.is_empty() {
-        tracing::info!(path = %path.display(), unused = ?report.unused, "tensors not used by the encoder");
-    }
+    let report = load_report(&names, r.used, path);
     Ok((
         BertEncoder {
             config: config.clone(),
@@ -210,6 +159,79 @@ pub fn load_encoder(
         },
         report,
     ))
+}
+
+/// `bert.` when every one of `names` carries it (a model with a head), else nothing.
+fn model_prefix(names: &[String]) -> &'static str {
+    if !names.is_empty() && names.iter().all(|n| n.starts_with("bert.")) {
+        "bert."
+    } else {
+        ""
+    }
+}
+
+impl Reader<'_> {
+    /// The three embedding tables and their LayerNorm, under `prefix`.
+    fn embeddings(&mut self, prefix: &str, config: &BertConfig) -> Embeddings {
+        let (h, eps) = (config.hidden_size, config.layer_norm_eps);
+        let p = |n: &str| format!("{prefix}{n}");
+        Embeddings {
+            word: self.matrix(
+                &p("embeddings.word_embeddings.weight"),
+                config.vocab_size,
+                h,
+            ),
+            position: self.matrix(
+                &p("embeddings.position_embeddings.weight"),
+                config.max_position_embeddings,
+                h,
+            ),
+            token_type: self.matrix(
+                &p("embeddings.token_type_embeddings.weight"),
+                config.type_vocab_size,
+                h,
+            ),
+            norm: self.norm(&p("embeddings.LayerNorm"), h, eps),
+        }
+    }
+
+    /// One block, its tensors named `{prefix}attention.self.query.weight` and so on.
+    fn layer(&mut self, prefix: &str, config: &BertConfig) -> BertLayer {
+        let (h, i, eps) = (
+            config.hidden_size,
+            config.intermediate_size,
+            config.layer_norm_eps,
+        );
+        let q = |n: &str| format!("{prefix}{n}");
+        BertLayer {
+            query: self.linear(&q("attention.self.query"), h, h),
+            key: self.linear(&q("attention.self.key"), h, h),
+            value: self.linear(&q("attention.self.value"), h, h),
+            attention_out: self.linear(&q("attention.output.dense"), h, h),
+            attention_norm: self.norm(&q("attention.output.LayerNorm"), h, eps),
+            intermediate: self.linear(&q("intermediate.dense"), h, i),
+            output: self.linear(&q("output.dense"), i, h),
+            output_norm: self.norm(&q("output.LayerNorm"), h, eps),
+        }
+    }
+}
+
+/// The tensors used and those of `names` not used (sorted), the latter logged.
+fn load_report(names: &[String], used: BTreeSet<String>, path: &Path) -> LoadReport {
+    let mut unused: Vec<String> = names
+        .iter()
+        .filter(|n| !used.contains(*n))
+        .cloned()
+        .collect();
+    unused.sort();
+    let report = LoadReport {
+        used: used.into_iter().collect(),
+        unused,
+    };
+    if !report.unused.is_empty() {
+        tracing::info!(path = %path.display(), unused = ?report.unused, "tensors not used by the encoder");
+    }
+    report
 }
 
 #[cfg(test)]
