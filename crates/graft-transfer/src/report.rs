@@ -396,7 +396,7 @@ fn devices_line(results: &[RunRecord]) -> String {
     )
 }
 
-/// The plot's curves from a report summary: one [`Series`] per strategy (in order of first appearance),
+/// The plot's curves from a report summary: one [`Series`](crate::plot::Series) per strategy (in order of first appearance),
 /// with the `all` budget (`k = None`) placed at `all_labels_per_class`.
 pub fn series_from_summary(
     summary: &[SummaryRow],

@@ -3,7 +3,7 @@
 //!
 //! Every convolution uses TensorFlow's "SAME" padding ([`SamePad`]): `out = ceil(in / stride)`,
 //! the smaller half of the padding before, the extra pixel after. Weights and BatchNorm
-//! scales are [`OwnedParam`]s (read in place by the kernels, gradients in dfdx's
+//! scales are [`OwnedParam`](crate::OwnedParam)s (read in place by the kernels, gradients in dfdx's
 //! `Gradients`); BatchNorm running statistics are [`Buffer`]s, visited by name through
 //! [`Buffers`].
 //!
