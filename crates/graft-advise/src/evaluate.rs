@@ -115,7 +115,8 @@ pub fn probe_accuracy(train: &Examples, test: &Examples, seed: u64) -> Result<f6
             }
         };
     }
-    with_width!(6272, 3136, 128, 512, 256)
+    // convnet, mlp, then EfficientNet-Lite0's unit widths.
+    with_width!(6272, 3136, 128, 512, 256, 32, 16, 24, 40, 80, 112, 192, 320, 1280)
 }
 
 fn probe_at<const F: usize>(

@@ -3,8 +3,10 @@
 //!
 //! Block outputs are taken where PROTOCOLS.md's networks end a block: `conv1` (32 x 14 x 14
 //! after ReLU and pooling, flattened in channel, row, column order), `conv2` (64 x 7 x 7) and
-//! `fc1` (128) for `convnet`; `fc1` (512) and `fc2` (256) for `mlp`. The source head's softmax
-//! is taken too, for LEEP and NCE.
+//! `fc1` (128) for `convnet`; `fc1` (512) and `fc2` (256) for `mlp`; for EfficientNet-Lite0
+//! each of its 18 units, averaged over rows and columns (its channels: 32 for `_conv_stem`
+//! ... 1280 for `_conv_head`), on the images resized as `imagenet-animals` resizes them. The
+//! source head's softmax is taken too, for LEEP and NCE.
 
 use std::path::Path;
 
@@ -13,11 +15,14 @@ use dfdx::tensor::{Cpu, TensorFromVec};
 use dfdx::tensor_ops::ReshapeTo;
 use graft_nn::conv::InputGrad;
 use graft_nn::convnet::{CONVNET_FEATURES, CONVNET_FLAT};
+use graft_nn::efficientnet::{block_configs, EFFNET_FEATURES, LITE0_GROUPS};
+use graft_nn::lite0_grey::{GREY_SIDE, LITE0_UNITS};
 use graft_nn::mlp::MLP_FEATURES;
 use graft_nn::{
-    flatten, Backbone, Checkpoint, Classifier, ConvnetBackbone, InputBatch, LoadScope, MlpBackbone,
-    NetworkKind, Normalization, IMAGE_SIDE, INPUT_LEN,
+    flatten, Backbone, Checkpoint, Classifier, ConvnetBackbone, InputBatch, Lite0Grey, LoadScope,
+    MlpBackbone, NetworkKind, Normalization, WithBuffers, IMAGE_SIDE, INPUT_LEN,
 };
+use graft_transfer::pretrain::IMAGENET_LITE_NORMALIZATION;
 
 use crate::AdviseError;
 
@@ -34,7 +39,13 @@ pub enum SourceNetwork {
     Convnet(Classifier<ConvnetBackbone, CONVNET_FEATURES>),
     /// PROTOCOLS.md's `mlp`.
     Mlp(Classifier<MlpBackbone, MLP_FEATURES>),
+    /// The ImageNet EfficientNet-Lite0 on the images resized as the `imagenet-animals`
+    /// protocols resize them, its 1000-class `_fc` head kept (for LEEP and NCE).
+    Lite0(Box<Classifier<Lite0, EFFNET_FEATURES>>),
 }
+
+/// EfficientNet-Lite0 at the `imagenet-animals` protocols' resolution.
+type Lite0 = Lite0Grey<GREY_SIDE>;
 
 /// Activations of every block, and the head's softmax, for a batch of images.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -51,6 +62,7 @@ impl SourceNetwork {
         match self {
             SourceNetwork::Convnet(_) => NetworkKind::Convnet,
             SourceNetwork::Mlp(_) => NetworkKind::Mlp,
+            SourceNetwork::Lite0(_) => NetworkKind::Lite0,
         }
     }
 
@@ -59,6 +71,7 @@ impl SourceNetwork {
         match kind {
             NetworkKind::Convnet => ConvnetBackbone::BLOCKS,
             NetworkKind::Mlp => MlpBackbone::BLOCKS,
+            NetworkKind::Lite0 | NetworkKind::Lite0At224 => &LITE0_UNITS,
         }
     }
 
@@ -70,6 +83,15 @@ impl SourceNetwork {
             (NetworkKind::Convnet, "fc1") => Some(CONVNET_FEATURES),
             (NetworkKind::Mlp, "fc1") => Some(512),
             (NetworkKind::Mlp, "fc2") => Some(MLP_FEATURES),
+            (NetworkKind::Lite0, unit) => {
+                let at = LITE0_UNITS.iter().position(|u| *u == unit)?;
+                let channels = block_configs(&LITE0_GROUPS);
+                Some(match at {
+                    0 => channels.first().map_or(32, |c| c.in_channels),
+                    at if at <= channels.len() => channels[at - 1].out_channels,
+                    _ => EFFNET_FEATURES,
+                })
+            }
             _ => None,
         }
     }
@@ -79,6 +101,7 @@ impl SourceNetwork {
         match self {
             SourceNetwork::Convnet(m) => m.num_classes(),
             SourceNetwork::Mlp(m) => m.num_classes(),
+            SourceNetwork::Lite0(m) => m.num_classes(),
         }
     }
 
@@ -90,6 +113,10 @@ impl SourceNetwork {
                 SourceNetwork::Convnet(Classifier::new(&dev, RANDOM_HEAD_CLASSES)?)
             }
             NetworkKind::Mlp => SourceNetwork::Mlp(Classifier::new(&dev, RANDOM_HEAD_CLASSES)?),
+            NetworkKind::Lite0 => {
+                SourceNetwork::Lite0(Box::new(Classifier::new(&dev, RANDOM_HEAD_CLASSES)?))
+            }
+            other => return Err(not_scored(other)),
         })
     }
 
@@ -101,12 +128,15 @@ impl SourceNetwork {
             Some(name) => name
                 .parse()
                 .map_err(|e: String| candidate_error(ckpt.path(), e))?,
+            None if names.iter().any(|n| n == "_conv_stem.weight") => NetworkKind::Lite0,
             None if names.iter().any(|n| n.starts_with("conv1.")) => NetworkKind::Convnet,
             None => NetworkKind::Mlp,
         };
         let head = match kind {
             NetworkKind::Convnet => ConvnetBackbone::HEAD_NAME,
             NetworkKind::Mlp => MlpBackbone::HEAD_NAME,
+            NetworkKind::Lite0 => Lite0::HEAD_NAME,
+            other => return Err(not_scored(other)),
         };
         let classes = ckpt
             .shape_of(&format!("{head}.bias"))
@@ -132,8 +162,19 @@ impl SourceNetwork {
                 ckpt.load_into(&mut m, kind.name(), LoadScope::Whole)?;
                 SourceNetwork::Mlp(m)
             }
+            NetworkKind::Lite0 => {
+                let mut m = Classifier::new(&dev, classes)?;
+                ckpt.load_into(&mut WithBuffers(&mut m), kind.name(), LoadScope::Whole)?;
+                SourceNetwork::Lite0(Box::new(m))
+            }
+            other => return Err(not_scored(other)),
         };
-        Ok((net, ckpt.normalization()?))
+        // The ImageNet network's preprocessing is its own, whatever the metadata holds.
+        let norm = match kind {
+            NetworkKind::Lite0 => Some(IMAGENET_LITE_NORMALIZATION),
+            _ => ckpt.normalization()?,
+        };
+        Ok((net, norm))
     }
 
     /// Activations of every block and the head's softmax on `images` (normalised rows of 784).
@@ -175,6 +216,14 @@ impl SourceNetwork {
                     out.blocks[1].1.extend(a2.as_vec());
                     m.head.forward(a2)
                 }
+                SourceNetwork::Lite0(m) => {
+                    let pooled = m.backbone.net.pooled_unit_outputs(Lite0::to_rgb(&x));
+                    let features = pooled.last().cloned().unwrap_or_default();
+                    for (block, values) in out.blocks.iter_mut().zip(pooled) {
+                        block.1.extend(values);
+                    }
+                    m.head.forward(dev.tensor_from_vec(features, (b, Const)))
+                }
             };
             let c = logits.shape().1;
             for row in logits.as_vec().chunks(c) {
@@ -191,6 +240,14 @@ fn softmax(row: &[f32]) -> Vec<f32> {
     let e: Vec<f64> = row.iter().map(|&v| (v as f64 - max).exp()).collect();
     let s: f64 = e.iter().sum();
     e.iter().map(|v| (v / s) as f32).collect()
+}
+
+/// The networks advise does not score yet.
+fn not_scored(kind: NetworkKind) -> AdviseError {
+    AdviseError::Config(format!(
+        "graft advise scores convnet and mlp sources; {} is not scored yet",
+        kind.name()
+    ))
 }
 
 fn candidate_error(path: &Path, reason: String) -> AdviseError {

@@ -102,11 +102,15 @@ pub fn recommend(scores: &[CandidateScore], k: usize, classes: usize) -> Recomme
         .iter()
         .filter(|s| s.checkpoint == best.checkpoint)
         .collect();
-    let blocks = [graft_nn::NetworkKind::Convnet, graft_nn::NetworkKind::Mlp]
-        .into_iter()
-        .map(SourceNetwork::blocks)
-        .find(|b| own.iter().all(|s| b.contains(&s.layer.as_str())))
-        .unwrap_or(&[]);
+    let blocks = [
+        graft_nn::NetworkKind::Convnet,
+        graft_nn::NetworkKind::Mlp,
+        graft_nn::NetworkKind::Lite0,
+    ]
+    .into_iter()
+    .map(SourceNetwork::blocks)
+    .find(|b| own.iter().all(|s| b.contains(&s.layer.as_str())))
+    .unwrap_or(&[]);
     let top_name = blocks.last().copied().unwrap_or_default();
     let is_top = blocks
         .iter()

@@ -2,6 +2,7 @@
 //! `advise` end to end on a small synthetic data set.
 
 mod advise_end_to_end;
+mod lite0_source;
 mod properties;
 mod recommendation;
 mod reference;

@@ -32,9 +32,10 @@ pub struct AdviseArgs {
     /// Seed of the k-shot draw (the same draw as `graft sweep`'s seed).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Candidate sources, comma separated: checkpoints (whole networks, head included) and
-    /// `random:convnet` / `random:mlp[:SEED]` (randomly initialised; one per network is added
-    /// as the scratch baseline when none is given).
+    /// Candidate sources, comma separated: checkpoints (whole networks, head included: graft's
+    /// own, or the ImageNet `runs/cache/efficientnet-lite0.safetensors`) and `random:convnet`
+    /// / `random:mlp[:SEED]` / `random:efficientnet-lite0` (randomly initialised; one per
+    /// network is added as the scratch baseline when none is given).
     #[arg(long, value_delimiter = ',', required = true)]
     pub candidates: Vec<String>,
     /// Blocks to score, comma separated (default: every block of each network).
@@ -120,13 +121,21 @@ fn file_view<'a>(ds: &'a Dataset, a: &AdviseArgs) -> Result<View<'a>> {
 
 /// The ranked candidates and the recommendation as text.
 fn table(advice: &Advice) -> String {
+    // As wide as the longest block name (EfficientNet's `_blocks.15`).
+    let w = advice
+        .candidates
+        .iter()
+        .map(|c| c.layer.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
     let mut out = format!(
-        "{:<48} {:<6} {:>9} {:>8} {:>8} {:>8} {:>6}\n",
+        "{:<48} {:<w$} {:>9} {:>8} {:>8} {:>8} {:>6}\n",
         "candidate", "layer", "LogME", "LEEP", "NCE", "H-score", "kNN"
     );
     for c in &advice.candidates {
         out += &format!(
-            "{:<48} {:<6} {:>9.4} {:>8.4} {:>8.4} {:>8.3} {:>5.1}%\n",
+            "{:<48} {:<w$} {:>9.4} {:>8.4} {:>8.4} {:>8.3} {:>5.1}%\n",
             shorten(&c.checkpoint, 48),
             c.layer,
             c.logme,

@@ -322,9 +322,10 @@ pub struct SweepArgs {
     /// Protocol to run.
     #[arg(long, default_value = "animals")]
     pub protocol: Protocol,
-    /// Reference network.
-    #[arg(long, default_value = "mlp")]
-    pub model: NetworkKind,
+    /// Network: mlp, convnet, efficientnet-lite0 or efficientnet-lite0@224 (default: mlp,
+    /// or efficientnet-lite0 for the imagenet-animals protocols).
+    #[arg(long)]
+    pub model: Option<NetworkKind>,
     /// Label budgets per class, comma separated (numbers or `all`).
     #[arg(long, value_delimiter = ',', default_value = "10")]
     pub k: Vec<LabelBudget>,
@@ -398,7 +399,7 @@ impl SweepArgs {
     pub fn into_config(self) -> Result<SweepConfig> {
         Ok(SweepConfig {
             protocol: self.protocol,
-            network: self.model,
+            network: self.model.unwrap_or(self.protocol.default_network()),
             ks: self.k.iter().map(|k| k.0).collect(),
             strategies: parse_strategies(&self.strategies)?,
             seeds: parse_seeds(&self.seeds)?,

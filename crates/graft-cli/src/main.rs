@@ -298,6 +298,16 @@ fn print_sweep(report: &graft_transfer::report::Report, dir: &Path, json: bool) 
         println!("{v}");
     }
     let p = &report.pretraining;
+    match &p.source {
+        Some(source) => println!("source: {source}"),
+        None => print_pretraining(p),
+    }
+    println!("report: {}/report.json, report.md", dir.display());
+    Ok(())
+}
+
+/// The pretraining line of a sweep whose source graft trained itself.
+fn print_pretraining(p: &graft_transfer::pretrain::PretrainInfo) {
     println!(
         "pretraining: {} source examples, {:.2e} FLOPs{}",
         p.source_examples,
@@ -308,6 +318,4 @@ fn print_sweep(report: &graft_transfer::report::Report, dir: &Path, json: bool) 
             format!(", {:.1} s", p.wall_seconds)
         }
     );
-    println!("report: {}/report.json, report.md", dir.display());
-    Ok(())
 }

@@ -3,7 +3,9 @@
 use dfdx::tensor::{Cpu, Tape};
 
 use crate::mlp::MLP_FEATURES;
-use crate::{Backbone, Head, InputBatch, Layer, Logits, MlpBackbone, NnError, Param, Parameters};
+use crate::{
+    Backbone, Buffers, Head, InputBatch, Layer, Logits, MlpBackbone, NnError, Param, Parameters,
+};
 
 /// A backbone `B` producing `F` features, followed by a [`Head`] of the same width.
 #[derive(Debug, Clone)]
@@ -57,5 +59,14 @@ impl<B: Backbone<F>, const F: usize> Parameters for Classifier<B, F> {
     fn visit_params_mut(&mut self, f: &mut dyn FnMut(&str, &mut dyn Param)) {
         self.backbone.visit_params_mut(f);
         self.head.visit_mut(B::HEAD_NAME, f);
+    }
+}
+
+impl<B: Backbone<F>, const F: usize> Buffers for Classifier<B, F> {
+    fn visit_buffers(&self, f: &mut dyn FnMut(&str, &dyn Param)) {
+        self.backbone.visit_buffers(f);
+    }
+    fn visit_buffers_mut(&mut self, f: &mut dyn FnMut(&str, &mut dyn Param)) {
+        self.backbone.visit_buffers_mut(f);
     }
 }

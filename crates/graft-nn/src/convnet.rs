@@ -156,6 +156,9 @@ impl Backbone<CONVNET_FEATURES> for ConvnetBackbone {
     }
 }
 
+/// No BatchNorm: no buffers.
+impl crate::Buffers for ConvnetBackbone {}
+
 impl Parameters for ConvnetBackbone {
     fn visit_params(&self, f: &mut dyn FnMut(&str, &dyn Param)) {
         self.conv1.visit("conv1", f);

@@ -237,6 +237,34 @@ impl EfficientNetLite {
         dev.tensor_from_vec(y, shape)
     }
 
+    /// Every unit's output in eval mode (BatchNorm folded, no tape), each averaged over its
+    /// rows and columns to `batch x channels` values, input first: what `graft advise`
+    /// scores per block. The last is [`Self::forward`]'s features.
+    pub fn pooled_unit_outputs(&self, x: Images) -> Vec<Vec<f32>> {
+        let dims = *x.shape();
+        let mut h = (values(&x.contiguous()), dims);
+        let mut pooled = Vec::with_capacity(self.num_units());
+        for u in 0..self.num_units() {
+            h = self.run_unit_folded(u, h.0, h.1);
+            let (_, _, rows, cols) = h.1;
+            let plane = (rows * cols).max(1);
+            pooled.push(
+                h.0.chunks(plane)
+                    .map(|p| p.iter().sum::<f32>() / plane as f32)
+                    .collect(),
+            );
+        }
+        pooled
+    }
+
+    /// Channels of each unit's output, input first.
+    pub fn unit_channels(&self) -> Vec<usize> {
+        std::iter::once(self.bn0.channels())
+            .chain(self.blocks.iter().map(|b| b.config.out_channels))
+            .chain(std::iter::once(EFFNET_FEATURES))
+            .collect()
+    }
+
     /// Runs unit `unit` in eval mode with BatchNorm folded, on plain values.
     fn run_unit_folded(&self, unit: usize, x: Vec<f32>, dims: Shape4) -> (Vec<f32>, Shape4) {
         if unit == 0 {

@@ -68,6 +68,9 @@ impl Backbone<MLP_FEATURES> for MlpBackbone {
     }
 }
 
+/// No BatchNorm: no buffers.
+impl crate::Buffers for MlpBackbone {}
+
 impl Parameters for MlpBackbone {
     fn visit_params(&self, f: &mut dyn FnMut(&str, &dyn Param)) {
         self.fc1.visit("fc1", f);

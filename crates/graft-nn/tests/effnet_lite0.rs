@@ -21,8 +21,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::Refs;
 use dfdx::prelude::*;
 use graft_nn::efficientnet::{
@@ -75,30 +73,6 @@ fn check_gradient(key: &str, got: &[f32], want: &[f32]) {
     assert_close(key, got, want, largest, worst_gradient_error(key));
 }
 
-/// Where the converted weights are, if present.
-fn weights_path() -> Option<PathBuf> {
-    let path = std::env::var_os("GRAFT_EFFNET_WEIGHTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../runs/cache/efficientnet-lite0.safetensors")
-        });
-    if path.is_file() {
-        return Some(path);
-    }
-    let why = format!(
-        "no EfficientNet-Lite0 weights at {} (set GRAFT_EFFNET_WEIGHTS or run `cargo xtask \
-         fetch efficientnet-lite0`)",
-        path.display()
-    );
-    assert!(
-        std::env::var("GRAFT_REQUIRE_EFFNET").as_deref() != Ok("1"),
-        "{why}"
-    );
-    println!("skipped: {why}");
-    None
-}
-
 fn images(dev: &Cpu, values: Vec<f32>, s: &[usize]) -> Images {
     dev.tensor_from_vec(values, (s[0], s[1], s[2], s[3]))
 }
@@ -107,7 +81,7 @@ fn images(dev: &Cpu, values: Vec<f32>, s: &[usize]) -> Images {
 /// the listed gradients.
 #[test]
 fn lite0_matches_pytorch_with_imagenet_weights() {
-    let Some(path) = weights_path() else {
+    let Some(path) = graft_test_support::effnet_weights() else {
         return;
     };
     let r = Refs::open("effnet_lite0_ref");

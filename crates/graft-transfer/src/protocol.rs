@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use graft_data::{checksum::fnv1a64, import_idx, Dataset, Part, SplitRule, View};
+use graft_nn::NetworkKind;
 
 use crate::TransferError;
 
@@ -52,7 +53,19 @@ pub enum Protocol {
     FashionSplit,
     /// Source: all of Fashion-MNIST's train set; target: all 10 Animal-MNIST classes.
     FashionToAnimals,
+    /// Source: ImageNet-1k, through the pretrained EfficientNet-Lite0 (no source training);
+    /// target: Cat vs Dog as in `animals`.
+    ImagenetAnimals,
+    /// The same source; target: all 10 Animal-MNIST classes (train split pool, test split).
+    ImagenetAnimals10,
 }
+
+/// The converted ImageNet EfficientNet-Lite0 in the cache folder (`cargo xtask fetch
+/// efficientnet-lite0` puts it there).
+pub const IMAGENET_CHECKPOINT: &str = "efficientnet-lite0.safetensors";
+
+/// The command that makes [`IMAGENET_CHECKPOINT`] available.
+pub const IMAGENET_FETCH: &str = "cargo xtask fetch efficientnet-lite0";
 
 /// The data sets a protocol reads: its source, its target pool and its target test split.
 #[derive(Debug)]
@@ -67,10 +80,12 @@ pub struct ProtocolData {
 
 impl Protocol {
     /// Every protocol.
-    pub const ALL: [Protocol; 3] = [
+    pub const ALL: [Protocol; 5] = [
         Protocol::Animals,
         Protocol::FashionSplit,
         Protocol::FashionToAnimals,
+        Protocol::ImagenetAnimals,
+        Protocol::ImagenetAnimals10,
     ];
 
     /// The protocol's id.
@@ -79,12 +94,59 @@ impl Protocol {
             Protocol::Animals => "animals",
             Protocol::FashionSplit => "fashion-split",
             Protocol::FashionToAnimals => "fashion-to-animals",
+            Protocol::ImagenetAnimals => "imagenet-animals",
+            Protocol::ImagenetAnimals10 => "imagenet-animals10",
         }
     }
 
     /// Whether the protocol needs Fashion-MNIST.
     pub fn needs_fashion(self) -> bool {
-        self != Protocol::Animals
+        matches!(self, Protocol::FashionSplit | Protocol::FashionToAnimals)
+    }
+
+    /// Whether the source is ImageNet through the pretrained checkpoint
+    /// ([`IMAGENET_CHECKPOINT`]) rather than a source task graft trains on.
+    pub fn is_imagenet(self) -> bool {
+        matches!(
+            self,
+            Protocol::ImagenetAnimals | Protocol::ImagenetAnimals10
+        )
+    }
+
+    /// The network a run of this protocol reuses when `--model` is not given.
+    pub fn default_network(self) -> NetworkKind {
+        if self.is_imagenet() {
+            NetworkKind::Lite0
+        } else {
+            NetworkKind::Mlp
+        }
+    }
+
+    /// The network `scratch` trains when it is not the reused one: the ImageNet protocols
+    /// compare against the best small network from random initialisation on the 28x28
+    /// images, the reference `convnet` (PROTOCOLS.md), not a 4.7M-parameter EfficientNet.
+    pub fn scratch_network(self) -> Option<NetworkKind> {
+        self.is_imagenet().then_some(NetworkKind::Convnet)
+    }
+
+    /// Errors when `network` cannot be reused on this protocol: the ImageNet protocols take
+    /// only the ImageNet network, and graft does not pretrain that network on 28x28 images.
+    pub fn check_network(self, network: NetworkKind) -> Result<(), TransferError> {
+        match (self.is_imagenet(), network.is_imagenet()) {
+            (true, false) => Err(TransferError::Config(format!(
+                "protocol {} reuses the ImageNet EfficientNet-Lite0, not {}: use --model \
+                 efficientnet-lite0 (or leave --model out)",
+                self.name(),
+                network.name()
+            ))),
+            (false, true) => Err(TransferError::Config(format!(
+                "{} is reused from its ImageNet weights, not pretrained on protocol {}'s \
+                 source: use --protocol imagenet-animals or imagenet-animals10",
+                network.name(),
+                self.name()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Original labels of the source task's classes, in their new label order.
@@ -93,15 +155,17 @@ impl Protocol {
             Protocol::Animals => vec![0, 1, 3, 5, 6, 7, 8, 9],
             Protocol::FashionSplit => (0..5).collect(),
             Protocol::FashionToAnimals => (0..10).collect(),
+            // ImageNet's 1000 classes, seen only through the checkpoint.
+            Protocol::ImagenetAnimals | Protocol::ImagenetAnimals10 => Vec::new(),
         }
     }
 
     /// Original labels of the target task's classes, in their new label order.
     pub fn target_classes(self) -> Vec<u32> {
         match self {
-            Protocol::Animals => vec![2, 4],
+            Protocol::Animals | Protocol::ImagenetAnimals => vec![2, 4],
             Protocol::FashionSplit => (5..10).collect(),
-            Protocol::FashionToAnimals => (0..10).collect(),
+            Protocol::FashionToAnimals | Protocol::ImagenetAnimals10 => (0..10).collect(),
         }
     }
 
@@ -139,11 +203,14 @@ impl Protocol {
             )
         };
         Ok(match self {
-            Protocol::Animals => ProtocolData {
-                source: animals()?,
-                target: animals()?,
-                test: animals()?,
-            },
+            // The ImageNet protocols have no source data set: `source` is the target's.
+            Protocol::Animals | Protocol::ImagenetAnimals | Protocol::ImagenetAnimals10 => {
+                ProtocolData {
+                    source: animals()?,
+                    target: animals()?,
+                    test: animals()?,
+                }
+            }
             Protocol::FashionSplit => ProtocolData {
                 source: fashion(
                     "train-images-idx3-ubyte.gz",
@@ -175,12 +242,19 @@ impl Protocol {
 
     /// The source task's training examples.
     pub fn source_train(self, d: &ProtocolData) -> Result<View<'_>, TransferError> {
+        if self.is_imagenet() {
+            return Err(TransferError::Config(format!(
+                "protocol {} has no source task to train on: its source is ImageNet, through \
+                 the pretrained {IMAGENET_CHECKPOINT} (`{IMAGENET_FETCH}`)",
+                self.name()
+            )));
+        }
         let all = match self {
             Protocol::Animals => d
                 .source
                 .view()
                 .split(SplitRule::ANIMAL_MNIST, Part::Train)?,
-            Protocol::FashionSplit | Protocol::FashionToAnimals => d.source.view(),
+            _ => d.source.view(),
         };
         Ok(all.select_classes(&self.source_classes())?)
     }
@@ -188,7 +262,10 @@ impl Protocol {
     /// The target task's labelled pool (k-shot sets are drawn from it).
     pub fn target_pool(self, d: &ProtocolData) -> Result<View<'_>, TransferError> {
         let all = match self {
-            Protocol::Animals | Protocol::FashionToAnimals => d
+            Protocol::Animals
+            | Protocol::FashionToAnimals
+            | Protocol::ImagenetAnimals
+            | Protocol::ImagenetAnimals10 => d
                 .target
                 .view()
                 .split(SplitRule::ANIMAL_MNIST, Part::Train)?,
@@ -200,7 +277,10 @@ impl Protocol {
     /// The target task's test split, touched once per run, at the end.
     pub fn target_test(self, d: &ProtocolData) -> Result<View<'_>, TransferError> {
         let all = match self {
-            Protocol::Animals | Protocol::FashionToAnimals => {
+            Protocol::Animals
+            | Protocol::FashionToAnimals
+            | Protocol::ImagenetAnimals
+            | Protocol::ImagenetAnimals10 => {
                 d.test.view().split(SplitRule::ANIMAL_MNIST, Part::Test)?
             }
             Protocol::FashionSplit => d.test.view(),
@@ -217,7 +297,8 @@ impl std::str::FromStr for Protocol {
             .find(|p| p.name() == s)
             .ok_or_else(|| {
                 TransferError::Config(format!(
-                    "unknown protocol `{s}`: expected animals, fashion-split or fashion-to-animals"
+                    "unknown protocol `{s}`: expected animals, fashion-split, fashion-to-animals, \
+                     imagenet-animals or imagenet-animals10"
                 ))
             })
     }

@@ -362,6 +362,23 @@ pub fn markdown(report: &Report) -> String {
     for v in &report.verdicts {
         let _ = writeln!(s, "- {v}");
     }
+    s += &source_line(p);
+    s
+}
+
+/// The report's last line: where the reused weights come from and what that cost.
+fn source_line(p: &crate::pretrain::PretrainInfo) -> String {
+    let mut s = String::new();
+    if let Some(source) = &p.source {
+        let _ = writeln!(
+            s,
+            "\nSource: {source}; checkpoint `{}`; input mean {:.4}, std {:.4} (pixels in [0, 1]).",
+            p.checkpoint.display(),
+            p.mean,
+            p.std
+        );
+        return s;
+    }
     let _ = writeln!(
         s,
         "\nPretraining ({} source examples, {} epochs at batch {}): {:.2e} FLOPs{}; checkpoint `{}`; input mean {:.4}, std {:.4}.",

@@ -204,6 +204,10 @@ impl Strategy {
             backbone: Some(FINE_TUNE_BACKBONE_LR),
             head: HEAD_LR,
         };
+        // Phases that train the backbone take the network's own floor on steps; a probe,
+        // which trains only the head, keeps `schedule`.
+        let schedule_of_probe = schedule;
+        let schedule = backbone_schedule::<B, F>(examples, schedule);
         let fine_tune_plan = TrainPlan::uniform(schedule, blocks, fine_tune);
         let new_head = |plan: TrainPlan| Recipe {
             start: Start::NewHead,
@@ -253,7 +257,7 @@ impl Strategy {
                 new_head(plan)
             }
             Strategy::LinearProbe | Strategy::LpFt => {
-                let probe = TrainPlan::uniform(schedule, 0, fine_tune);
+                let probe = TrainPlan::uniform(schedule_of_probe, 0, fine_tune);
                 let lrs = LearningRates {
                     backbone: Some(FINE_TUNE_BACKBONE_LR),
                     head: FINE_TUNE_BACKBONE_LR,
@@ -268,6 +272,19 @@ impl Strategy {
                 }
             }
         }
+    }
+}
+
+/// `schedule` shortened to `B`'s own default when that is shorter (a large pretrained
+/// network's `Backbone::MIN_TRAIN_STEPS`); the same for PROTOCOLS.md's networks.
+fn backbone_schedule<B: Backbone<F>, const F: usize>(
+    examples: usize,
+    schedule: Schedule,
+) -> Schedule {
+    let own = Schedule::training_default(examples, B::MIN_TRAIN_STEPS);
+    Schedule {
+        steps: schedule.steps.min(own.steps),
+        ..schedule
     }
 }
 
@@ -352,8 +369,16 @@ pub fn run_strategy_with<B: Backbone<F>, const F: usize>(
         source: (opts.resume.is_some() || files.is_some())
             .then(|| crate::options::weights_hash(pretrained)),
     };
-    let probe_phases = usize::from(matches!(recipe.start, Start::ProbedHead(_)));
-    let steps = (probe_phases + recipe.phases.len()) * schedule.steps;
+    let probe_steps = match &recipe.start {
+        Start::ProbedHead(plan) => plan.schedule.steps,
+        _ => 0,
+    };
+    let steps = probe_steps
+        + recipe
+            .phases
+            .iter()
+            .map(|p| p.schedule.steps)
+            .sum::<usize>();
     let bar = progress_bar(steps as u64, strategy.name());
     let start = Instant::now();
     let run = RecipeRun {

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use graft_data::{Normalize, View};
-use graft_nn::{Backbone, Classifier, NetworkKind};
+use graft_nn::convnet::CONVNET_FEATURES;
+use graft_nn::{Backbone, Classifier, ConvnetBackbone, NetworkKind};
 
 use crate::energy::{self, EnergyMeter};
 use crate::examples::Examples;
@@ -96,6 +97,7 @@ pub fn run_sweep(cfg: &SweepConfig) -> Result<SweepOutcome, TransferError> {
             "a sweep needs at least one strategy, one seed and one label budget".into(),
         ));
     }
+    cfg.protocol.check_network(cfg.network)?;
     check_distinct("--seeds", "seed", &cfg.seeds, |s| s.to_string())?;
     check_distinct("--k", "label budget", &cfg.ks, |k| {
         k.map_or("all".into(), |k| k.to_string())
@@ -642,25 +644,47 @@ impl<'a, B: Backbone<F> + Sync, const F: usize> Workers<'a, B, F> {
         }
     }
 
-    /// Trains one (group, strategy) run and evaluates it on the test split, once.
+    /// Trains one (group, strategy) run and evaluates it on the test split, once. `scratch`
+    /// trains the protocol's own baseline network when it has one (the ImageNet protocols'
+    /// `convnet`), every other strategy reuses the pretrained `B`.
     fn run_one(&self, group: &Group, strategy: Strategy) -> Result<RunRecord, TransferError> {
-        let k = group.k;
         self.bar.set_message(format!(
             "{strategy} k={} seed={}",
-            k.map_or("all".into(), |k| k.to_string()),
+            group.k.map_or("all".into(), |k| k.to_string()),
             group.seed
         ));
+        match self.cfg.protocol.scratch_network() {
+            Some(NetworkKind::Convnet) if strategy == Strategy::Scratch => {
+                // Scratch ignores the pretrained weights: any convnet stands in for them.
+                let unused = ConvnetBackbone::build(&dfdx::tensor::Cpu::seed_from_u64(0));
+                self.train_and_test::<ConvnetBackbone, CONVNET_FEATURES>(group, strategy, &unused)
+            }
+            _ => self.train_and_test::<B, F>(group, strategy, self.pretrained),
+        }
+    }
+
+    /// [`Self::run_one`] with the network `N` that trains.
+    fn train_and_test<N: Backbone<G>, const G: usize>(
+        &self,
+        group: &Group,
+        strategy: Strategy,
+        pretrained: &N,
+    ) -> Result<RunRecord, TransferError> {
+        let k = group.k;
         if let Some(m) = lock(&self.meter).as_mut() {
             // Restart the count: only the run's own energy is attributed to it.
             let _ = m.joules_since_start();
         }
+        // Ten points over the run: the network's own schedule (a short one for a large
+        // pretrained backbone).
+        let steps = Schedule::training_default(group.train.len(), N::MIN_TRAIN_STEPS).steps;
         let monitor = (!group.monitor.is_empty()).then_some(Monitor {
             data: &group.monitor,
-            every: (group.steps / 10).max(1),
+            every: (steps / 10).max(1),
         });
-        let run = run_strategy_with::<B, F>(
+        let run = run_strategy_with::<N, G>(
             strategy,
-            self.pretrained,
+            pretrained,
             &group.train,
             group.seed,
             monitor,
@@ -672,7 +696,7 @@ impl<'a, B: Backbone<F> + Sync, const F: usize> Workers<'a, B, F> {
         self.bar.inc(1);
         Ok(RunRecord {
             protocol: self.cfg.protocol.name().into(),
-            network: B::NAME.into(),
+            network: N::NAME.into(),
             strategy: strategy.to_string(),
             k,
             seed: group.seed,

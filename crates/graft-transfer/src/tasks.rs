@@ -6,13 +6,15 @@ use dfdx::tensor::Cpu;
 use graft_data::{Dataset, Normalize, Part, SplitRule};
 use graft_nn::{
     checkpoint, Backbone, Checkpoint, Classifier, LoadScope, NetworkKind, Normalization,
-    RenameRules,
+    RenameRules, WithBuffers,
 };
 use serde::Serialize;
 
 use crate::examples::Examples;
 use crate::options::TrainOptions;
-use crate::pretrain::{pretrained_backbone, PretrainConfig, PretrainInfo};
+use crate::pretrain::{
+    pretrained_backbone, PretrainConfig, PretrainInfo, IMAGENET_LITE_NORMALIZATION,
+};
 use crate::protocol::{DataDirs, Protocol, ProtocolData};
 use crate::strategy::{evaluate, run_strategy_with, Strategy};
 use crate::TransferError;
@@ -29,6 +31,7 @@ pub fn pretrain(
     // Checked before any training: a device node or folder at `out` would be found only after.
     graft_data::output::check_outputs(&[], &[out])?;
     crate::options::check_writable_dir("--cache", cache_dir)?;
+    protocol.check_network(network)?;
     let ds = protocol.open(data, cache_dir)?;
     let config = PretrainConfig::default();
     let info = for_network!(network, pretrain_info(protocol, &ds, cache_dir, config))?;
@@ -100,6 +103,7 @@ pub struct TransferRequest {
 /// Reuses the request's checkpoint backbone on its protocol's target with its strategy, `k`
 /// labels per class and seed; saves the trained network and evaluates it on the test split.
 pub fn transfer(req: &TransferRequest) -> Result<TransferResult, TransferError> {
+    req.protocol.check_network(req.network)?;
     for_network!(req.network, transfer_with(req))
 }
 
@@ -125,7 +129,11 @@ fn transfer_with<B: Backbone<F>, const F: usize>(
     crate::options::check_writable_dir("--cache", cache_dir)?;
     options.check_locations()?;
     let ckpt = Checkpoint::open(checkpoint_path)?;
-    let norm = ckpt.normalization()?.ok_or_else(|| {
+    // The ImageNet checkpoint's preprocessing is the network's own, not a metadata entry.
+    let imagenet = protocol
+        .is_imagenet()
+        .then_some(IMAGENET_LITE_NORMALIZATION);
+    let norm = ckpt.normalization()?.or(imagenet).ok_or_else(|| {
         TransferError::Config(format!(
             "{}: no input_mean/input_std metadata; re-save it with graft pretrain",
             checkpoint_path.display()
@@ -135,7 +143,7 @@ fn transfer_with<B: Backbone<F>, const F: usize>(
     let classes = shape_classes(&ckpt, B::HEAD_NAME, &RenameRules::default()).unwrap_or(2);
     let mut source = Classifier::<B, F>::new(&dev, classes)?;
     ckpt.load_into(
-        &mut source,
+        &mut WithBuffers(&mut source),
         B::NAME,
         LoadScope::BackboneOnly { head: B::HEAD_NAME },
     )?;
@@ -150,10 +158,11 @@ fn transfer_with<B: Backbone<F>, const F: usize>(
         None => pool.k_shot_all(seed)?,
     };
     let train = Examples::from_view(&shots, normalize)?;
-    let run = run_strategy_with::<B, F>(strategy, &source.backbone, &train, seed, None, options)?;
+    let mut run =
+        run_strategy_with::<B, F>(strategy, &source.backbone, &train, seed, None, options)?;
     let test = Examples::from_view(&protocol.target_test(&ds)?, normalize)?;
     let accuracy = evaluate(&run, &test)?;
-    checkpoint::save(out, &run.model, B::NAME, Some(norm))?;
+    checkpoint::save(out, &WithBuffers(&mut run.model), B::NAME, Some(norm))?;
     Ok(TransferResult {
         strategy: strategy.name().into(),
         k,
@@ -243,7 +252,12 @@ fn eval_with<B: Backbone<F>, const F: usize>(
     })?;
     let dev = Cpu::default();
     let mut model = Classifier::<B, F>::new(&dev, head_classes)?;
-    ckpt.load_into_renamed(&mut model, B::NAME, LoadScope::Whole, rules)?;
+    ckpt.load_into_renamed(
+        &mut WithBuffers(&mut model),
+        B::NAME,
+        LoadScope::Whole,
+        rules,
+    )?;
     let ds = Dataset::open(data)?;
     let mut view = ds.view();
     view = match split {

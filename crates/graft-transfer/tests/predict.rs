@@ -10,26 +10,6 @@ fn photos() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/photos")
 }
 
-/// The converted weights, where `cargo xtask fetch efficientnet-lite0` leaves them.
-fn weights() -> Option<PathBuf> {
-    let path = std::env::var_os("GRAFT_EFFNET_WEIGHTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../runs/cache/efficientnet-lite0.safetensors")
-        });
-    if path.exists() {
-        return Some(path);
-    }
-    let why = format!(
-        "{} is missing: run `cargo xtask fetch efficientnet-lite0`",
-        path.display()
-    );
-    assert!(std::env::var_os("GRAFT_REQUIRE_EFFNET").is_none(), "{why}");
-    eprintln!("skipped: {why}");
-    None
-}
-
 #[test]
 fn the_class_list_has_the_thousand_imagenet_classes() {
     let names = imagenet_class_names();
@@ -40,7 +20,9 @@ fn the_class_list_has_the_thousand_imagenet_classes() {
 
 #[test]
 fn top5_classes_and_probabilities_equal_pytorch() {
-    let Some(weights) = weights() else { return };
+    let Some(weights) = graft_test_support::effnet_weights() else {
+        return;
+    };
     let want: serde_json::Value =
         serde_json::from_slice(&std::fs::read(photos().join("torch_top5.json")).unwrap()).unwrap();
     let files: Vec<PathBuf> = ["chelsea.png", "rocket.jpg"]

@@ -75,12 +75,13 @@ impl Param for Buffer {
 }
 
 /// A network (or part of one) whose non-trainable buffers can be visited by their PyTorch
-/// `state_dict` names (`_bn0.running_mean`, ...), beside its [`Parameters`].
+/// `state_dict` names (`_bn0.running_mean`, ...), beside its [`Parameters`]. A network
+/// without buffers (no BatchNorm) keeps the defaults, which visit nothing.
 pub trait Buffers {
     /// Calls `f` with every buffer's full name and value, in a fixed order.
-    fn visit_buffers(&self, f: &mut dyn FnMut(&str, &dyn Param));
+    fn visit_buffers(&self, _f: &mut dyn FnMut(&str, &dyn Param)) {}
     /// Calls `f` with every buffer's full name and mutable value, in the same order.
-    fn visit_buffers_mut(&mut self, f: &mut dyn FnMut(&str, &mut dyn Param));
+    fn visit_buffers_mut(&mut self, _f: &mut dyn FnMut(&str, &mut dyn Param)) {}
 }
 
 /// A network's parameters followed by its buffers, as one [`Parameters`]: what a checkpoint

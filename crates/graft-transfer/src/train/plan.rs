@@ -25,6 +25,15 @@ impl Schedule {
         Self { batch, steps }
     }
 
+    /// The default for `n` examples when the backbone's weights train: batch `min(64, n)`,
+    /// steps `max(min_steps, 15 epochs)` (`min_steps` is the network's
+    /// `Backbone::MIN_TRAIN_STEPS`; 300 gives [`Schedule::target_default`]).
+    pub fn training_default(n: usize, min_steps: usize) -> Self {
+        let batch = n.clamp(1, 64);
+        let steps = min_steps.max((15 * n).div_ceil(batch));
+        Self { batch, steps }
+    }
+
     /// `epochs` passes over `n` examples at `batch`.
     pub fn epochs(n: usize, batch: usize, epochs: usize) -> Self {
         let batch = batch.clamp(1, n.max(1));
