@@ -26,6 +26,17 @@ pub trait Backbone<const F: usize>: Parameters + Buffers + Clone + Send + Sync {
     /// networks; a large pretrained one reaches its plateau far sooner.
     const MIN_TRAIN_STEPS: usize = 300;
 
+    /// The block (index into [`Backbone::BLOCKS`]) a parameter belongs to, from its name:
+    /// the block whose name is the parameter's prefix up to a `.` (`fc1.weight` is `fc1`'s,
+    /// `_blocks.1.x` is `_blocks.1`'s, not `_blocks.10`'s); `None` outside the backbone.
+    /// Networks whose parameter names do not start with their block's name override it.
+    fn block_of_param(name: &str) -> Option<usize> {
+        Self::BLOCKS.iter().position(|b| {
+            name.strip_prefix(b)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        })
+    }
+
     /// A randomly initialised backbone (PyTorch's default initialisation), drawn from the
     /// device's seeded generator.
     fn build(dev: &Cpu) -> Self;

@@ -280,6 +280,7 @@ fn run_record(
         co2_grams: co2_grams(joules, cfg.grid_g_per_kwh),
         curve: trained.curve,
         head_device: "cpu".into(),
+        trained_params: None,
     }
 }
 

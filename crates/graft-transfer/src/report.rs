@@ -43,6 +43,10 @@ pub struct RunRecord {
     /// Where the new head trained: `cpu`, or `cuda:N` for a linear probe's head on a GPU
     /// (the backbone always runs on the CPU).
     pub head_device: String,
+    /// Parameters the run trained, the new head included: what the target task stores
+    /// beside the shared pretrained network (`None` in reports written before graft counted).
+    #[serde(default)]
+    pub trained_params: Option<u64>,
 }
 
 /// The first point of `curve` at or above `target` accuracy.
@@ -85,6 +89,10 @@ pub struct SummaryRow {
     pub wall_seconds_mean: f64,
     /// Mean training FLOPs.
     pub flops_mean: f64,
+    /// Parameters trained per run, the head included (the same for every seed): times 4
+    /// bytes, what one target task stores beside the shared pretrained network.
+    #[serde(default)]
+    pub trained_params: Option<u64>,
 }
 
 /// Everything a sweep measured. Read back by `graft sweep --resume` and `graft sweep merge`.
@@ -206,6 +214,7 @@ pub fn summarize(results: &[RunRecord]) -> Vec<SummaryRow> {
                     .map(|s| s - co2_grams_mean),
                 wall_seconds_mean: runs.iter().map(|r| r.wall_seconds).sum::<f64>() / n,
                 flops_mean: runs.iter().map(|r| r.flops).sum::<f64>() / n,
+                trained_params: runs.iter().find_map(|r| r.trained_params),
             }
         })
         .collect()
@@ -248,6 +257,15 @@ pub fn verdicts(summary: &[SummaryRow]) -> Vec<String> {
         .collect()
 }
 
+/// A byte count for the table: `B`, `kB`, `MB` (powers of 1000).
+fn bytes(n: u64) -> String {
+    match n {
+        0..=999 => format!("{n} B"),
+        1_000..=999_999 => format!("{:.1} kB", n as f64 / 1e3),
+        _ => format!("{:.1} MB", n as f64 / 1e6),
+    }
+}
+
 fn k_label(k: Option<usize>) -> String {
     k.map_or_else(|| "all".to_string(), |k| k.to_string())
 }
@@ -257,7 +275,7 @@ pub fn table(report: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<16} {:>4} {:>15} {:>24} {:>8} {:>9} {:>15} {:>9}",
+        "{:<16} {:>4} {:>15} {:>24} {:>8} {:>9} {:>15} {:>9} {:>9}",
         "strategy",
         "k",
         "accuracy",
@@ -265,7 +283,8 @@ pub fn table(report: &Report) -> String {
         "wall s",
         "FLOPs",
         "to scratch acc",
-        "CO2 mg"
+        "CO2 mg",
+        "stored"
     );
     for r in &report.summary {
         let gain = match (r.gain_over_scratch, r.gain_ci95) {
@@ -284,7 +303,7 @@ pub fn table(report: &Report) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<16} {:>4} {:>7.1}% ±{:>5.1} {:>24} {:>8.2} {:>9.2e} {:>15} {:>9.2}",
+            "{:<16} {:>4} {:>7.1}% ±{:>5.1} {:>24} {:>8.2} {:>9.2e} {:>15} {:>9.2} {:>9}",
             r.strategy,
             k_label(r.k),
             r.accuracy_mean * 100.0,
@@ -293,7 +312,8 @@ pub fn table(report: &Report) -> String {
             r.wall_seconds_mean,
             r.flops_mean,
             speed,
-            r.co2_grams_mean * 1000.0
+            r.co2_grams_mean * 1000.0,
+            r.trained_params.map_or("-".to_string(), |p| bytes(4 * p))
         );
     }
     s
@@ -351,6 +371,8 @@ pub fn markdown(report: &Report) -> String {
         s,
         "The three promises: **few labels**: accuracy and the paired gain over scratch with its 95% t interval over seeds; \
          **speed**: {speed}; **environment**: energy {source}, CO2 at {} g/kWh. \
+         \"stored\" is what one target task keeps beside the shared pretrained network: the \
+         parameters the strategy trained, new head included, at 4 bytes each. \
          The test split ({} examples) was evaluated {} times for {} runs.\n",
         report.grid_g_per_kwh,
         report.test_examples,
@@ -451,6 +473,7 @@ pub fn write(report: &Report, dir: &Path) -> Result<PathBuf, TransferError> {
                 format!("{:.4e}", r.joules),
                 format!("{:.6}", r.co2_grams),
                 r.head_device.clone(),
+                r.trained_params.map_or(String::new(), |p| p.to_string()),
             ]
         })
         .collect();
@@ -466,6 +489,7 @@ pub fn write(report: &Report, dir: &Path) -> Result<PathBuf, TransferError> {
         "joules",
         "co2_grams",
         "head_device",
+        "trained_params",
     ];
     crate::csv::write_csv(&dir.join("report.csv"), &header, &rows)?;
     let series = series_from_summary(&report.summary, report.all_labels_per_class as f64);
@@ -508,6 +532,7 @@ mod tests {
             co2_grams: 0.1,
             curve: Vec::new(),
             head_device: "cpu".into(),
+            trained_params: None,
         }
     }
 

@@ -169,10 +169,12 @@ pub fn expected_cost(strategy: Strategy, examples: usize, steps: usize, batch: u
         Strategy::LinearProbe => probe,
         Strategy::LpFt => probe + 3.0 * trained,
         Strategy::Partial { .. } | Strategy::GradualUnfreeze => 2.0 * trained,
+        // BitFit's backward pass still runs through every block (the biases are everywhere).
         Strategy::Scratch
         | Strategy::FineTune
         | Strategy::Discriminative { .. }
-        | Strategy::L2Sp { .. } => 3.0 * trained,
+        | Strategy::L2Sp { .. }
+        | Strategy::BitFit => 3.0 * trained,
     }
 }
 

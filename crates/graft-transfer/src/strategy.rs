@@ -20,8 +20,8 @@ use crate::l2sp::L2Sp;
 use crate::metrics::accuracy;
 use crate::options::{probe_features, TrainOptions};
 use crate::train::{
-    progress_bar, train_classifier_with, CurvePoint, LearningRates, Monitor, Schedule, TrainPlan,
-    TrainStats,
+    is_bias_or_norm, progress_bar, train_classifier_with, CurvePoint, LearningRates, Monitor,
+    Schedule, TrainPlan, TrainStats,
 };
 use crate::TransferError;
 
@@ -71,11 +71,15 @@ pub enum Strategy {
     /// Linear probe first, then fine-tuning of everything from the probed head, both at 1e-4
     /// (Kumar et al., 2022, "Fine-Tuning can Distort Pretrained Features").
     LpFt,
+    /// BitFit (Ben Zaken et al., 2021): only the backbone's biases and BatchNorm scales (its
+    /// running statistics frozen) train, at 1e-3, with a new head; a target task then stores
+    /// those vectors and the head, not the whole network.
+    BitFit,
 }
 
 impl Strategy {
     /// Every strategy with its defaults, baseline first.
-    pub const ALL: [Strategy; 8] = [
+    pub const ALL: [Strategy; 9] = [
         Strategy::Scratch,
         Strategy::LinearProbe,
         Strategy::FineTune,
@@ -89,6 +93,7 @@ impl Strategy {
             beta: L2SP_BETA,
         },
         Strategy::LpFt,
+        Strategy::BitFit,
     ];
 
     /// The strategy's id in PROTOCOLS.md and on the command line.
@@ -102,6 +107,7 @@ impl Strategy {
             Strategy::Discriminative { .. } => "discriminative",
             Strategy::L2Sp { .. } => "l2-sp",
             Strategy::LpFt => "lp-ft",
+            Strategy::BitFit => "bitfit",
         }
     }
 }
@@ -128,7 +134,8 @@ impl std::str::FromStr for Strategy {
         let bad = || {
             TransferError::Config(format!(
                 "unknown strategy `{s}`: expected one of scratch, linear-probe, fine-tune, \
-                 partial[:N], gradual-unfreeze, discriminative[:DECAY], l2-sp[:ALPHA:BETA], lp-ft"
+                 partial[:N], gradual-unfreeze, discriminative[:DECAY], l2-sp[:ALPHA:BETA], lp-ft, \
+                 bitfit"
             ))
         };
         let (name, params) = s.split_once(':').unwrap_or((s, ""));
@@ -214,16 +221,10 @@ impl Strategy {
             phases: vec![plan],
         };
         match self {
-            Strategy::Scratch => {
-                let lrs = LearningRates {
-                    backbone: Some(HEAD_LR),
-                    head: HEAD_LR,
-                };
-                Recipe {
-                    start: Start::Scratch,
-                    phases: vec![TrainPlan::uniform(schedule, blocks, lrs)],
-                }
-            }
+            Strategy::Scratch => Recipe {
+                start: Start::Scratch,
+                phases: vec![TrainPlan::uniform(schedule, blocks, every_rate(HEAD_LR))],
+            },
             Strategy::FineTune => new_head(fine_tune_plan),
             Strategy::Partial { frozen } => {
                 let frozen = frozen.unwrap_or(blocks.saturating_sub(1)).min(blocks);
@@ -256,22 +257,58 @@ impl Strategy {
                 });
                 new_head(plan)
             }
-            Strategy::LinearProbe | Strategy::LpFt => {
-                let probe = TrainPlan::uniform(schedule_of_probe, 0, fine_tune);
-                let lrs = LearningRates {
-                    backbone: Some(FINE_TUNE_BACKBONE_LR),
-                    head: FINE_TUNE_BACKBONE_LR,
-                };
-                let phases = match self {
-                    Strategy::LpFt => vec![TrainPlan::uniform(schedule, blocks, lrs)],
-                    _ => Vec::new(),
-                };
-                Recipe {
-                    start: Start::ProbedHead(probe),
-                    phases,
-                }
+            Strategy::BitFit => {
+                let mut plan = TrainPlan::uniform(schedule, blocks, every_rate(HEAD_LR));
+                plan.biases_only = true;
+                new_head(plan)
             }
+            Strategy::LinearProbe | Strategy::LpFt => Recipe {
+                start: Start::ProbedHead(TrainPlan::uniform(schedule_of_probe, 0, fine_tune)),
+                phases: match self {
+                    Strategy::LpFt => vec![TrainPlan::uniform(
+                        schedule,
+                        blocks,
+                        every_rate(FINE_TUNE_BACKBONE_LR),
+                    )],
+                    _ => Vec::new(),
+                },
+            },
         }
+    }
+}
+
+/// The same learning rate for the backbone and the head.
+fn every_rate(lr: f32) -> LearningRates {
+    LearningRates {
+        backbone: Some(lr),
+        head: lr,
+    }
+}
+
+impl Recipe {
+    /// Parameters the recipe trains on `backbone` with a head of `classes` classes: every one
+    /// from scratch; else the head and each backbone parameter some phase gives a learning
+    /// rate (its block trains, and with `biases_only` it is a bias or normalisation scale).
+    pub fn trained_params<B: Backbone<F>, const F: usize>(
+        &self,
+        backbone: &B,
+        classes: usize,
+    ) -> u64 {
+        let head = (F as u64 + 1) * classes as u64;
+        let mut total = head;
+        backbone.visit_params(&mut |name, p| {
+            let trains = B::block_of_param(name).is_some_and(|block| {
+                self.start == Start::Scratch
+                    || self.phases.iter().any(|plan| {
+                        plan.block_lrs.get(block).is_some_and(Option::is_some)
+                            && (!plan.biases_only || is_bias_or_norm(name))
+                    })
+            });
+            if trains {
+                total += p.numel() as u64;
+            }
+        });
+        total
     }
 }
 
@@ -303,6 +340,9 @@ pub struct StrategyRun<B: Backbone<F>, const F: usize> {
     /// Where the new head was trained: `cuda:N` when graft-cuda trained a linear probe's
     /// head on a GPU, else `cpu` (the backbone always runs on the CPU).
     pub head_device: String,
+    /// Parameters this run trained (the new head included): what a target task must store
+    /// beside the shared pretrained network (everything for `scratch`).
+    pub trained_params: u64,
 }
 
 /// Runs `strategy` on `train`, reusing `pretrained` where the strategy does. `seed` seeds
@@ -434,6 +474,7 @@ impl<B: Backbone<F>, const F: usize> RecipeRun<'_, B, F> {
     /// The starting network, then each phase from where the last one ended.
     fn run(&self, recipe: Recipe) -> Result<StrategyRun<B, F>, TransferError> {
         let classes = self.train.num_classes;
+        let trained = recipe.trained_params(self.pretrained, classes);
         let mut head_device = "cpu".to_owned();
         let (mut model, mut stats) = match recipe.start {
             Start::Scratch => (Classifier::<B, F>::new(self.dev, classes)?, None),
@@ -475,6 +516,7 @@ impl<B: Backbone<F>, const F: usize> RecipeRun<'_, B, F> {
             flops: stats.flops,
             curve: stats.curve,
             head_device,
+            trained_params: trained,
         })
     }
 

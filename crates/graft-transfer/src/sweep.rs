@@ -708,6 +708,7 @@ impl<'a, B: Backbone<F> + Sync, const F: usize> Workers<'a, B, F> {
             co2_grams: energy::co2_grams(joules, self.cfg.grid_g_per_kwh),
             curve: run.curve,
             head_device: run.head_device,
+            trained_params: Some(run.trained_params),
         })
     }
 }

@@ -10,11 +10,14 @@ use dfdx::prelude::*;
 use graft_data::photo::{resize_bilinear, Planar};
 use graft_nn::efficientnet::{EfficientNetLite, EFFNET_FEATURES};
 use graft_nn::{
-    Backbone, Checkpoint, Classifier, InputBatch, Lite0Grey, LoadScope, NetworkKind, WithBuffers,
-    INPUT_LEN,
+    Backbone, Buffers, Checkpoint, Classifier, InputBatch, Lite0Grey, LoadScope, NetworkKind,
+    Parameters, WithBuffers, INPUT_LEN,
 };
+use graft_transfer::examples::Examples;
 use graft_transfer::pretrain::{PretrainConfig, IMAGENET_LITE_NORMALIZATION};
 use graft_transfer::protocol::{DataDirs, IMAGENET_CHECKPOINT};
+use graft_transfer::strategy::run_strategy;
+use graft_transfer::train::is_bias_or_norm;
 use graft_transfer::{run_sweep, Protocol, Strategy, SweepConfig};
 
 /// Grey images with every pixel value from a fixed generator.
@@ -75,6 +78,80 @@ fn flops_per_unit_are_the_networks_own_count_plus_the_resize() {
         assert_eq!(got, want, "side {side}");
         assert_eq!(got.len(), Lite0Grey::<96>::BLOCKS.len());
     }
+}
+
+#[test]
+fn every_parameter_belongs_to_its_unit() {
+    // The optimiser finds a parameter's learning rate through its block: a name that maps to
+    // no block would silently never train.
+    let net = Lite0Grey::<32>::build(&Cpu::seed_from_u64(0));
+    let names: Vec<String> = net.snapshot().into_iter().map(|(n, _)| n).collect();
+    // The checkpoint's 247 tensors less 49 BatchNorms' two running statistics and `_fc`'s 2.
+    assert_eq!(names.len(), 247 - 2 * 49 - 2);
+    for name in &names {
+        assert_eq!(
+            Lite0Grey::<32>::block_of_param(name),
+            net.net.unit_of(name),
+            "{name}"
+        );
+        assert!(net.net.unit_of(name).is_some(), "{name}");
+    }
+    assert_eq!(Lite0Grey::<32>::block_of_param("_fc.weight"), None);
+}
+
+#[test]
+fn bitfit_trains_only_the_batchnorm_scales_and_shifts_of_the_efficientnet() {
+    assert!(is_bias_or_norm("_blocks.3._bn1.weight") && is_bias_or_norm("_bn0.bias"));
+    assert!(is_bias_or_norm("fc1.bias") && !is_bias_or_norm("fc1.weight"));
+    assert!(!is_bias_or_norm("_blocks.3._depthwise_conv.weight"));
+    // A small input keeps the full network's 50 steps quick.
+    let pretrained = Lite0Grey::<32>::build(&Cpu::seed_from_u64(3));
+    let pixels = grey_images(6);
+    let train = Examples {
+        x: pixels.iter().map(|p| (p / 255.0 - 0.5) / 0.5).collect(),
+        y: vec![0, 1, 0, 1, 0, 1],
+        width: INPUT_LEN,
+        num_classes: 2,
+    };
+    let mut stats_before = Vec::new();
+    pretrained.visit_buffers(&mut |n, b| stats_before.push((n.to_string(), b.to_vec())));
+    let run = run_strategy::<Lite0Grey<32>, EFFNET_FEATURES>(
+        Strategy::BitFit,
+        &pretrained,
+        &train,
+        0,
+        None,
+    )
+    .unwrap();
+    let before = pretrained.snapshot();
+    let after = run.model.backbone.snapshot();
+    let changed: Vec<&str> = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| {
+            b.1.iter()
+                .zip(&a.1)
+                .any(|(x, y)| x.to_bits() != y.to_bits())
+        })
+        .map(|(b, _)| b.0.as_str())
+        .collect();
+    assert!(changed.iter().all(|n| is_bias_or_norm(n)), "{changed:?}");
+    for name in [
+        "_bn0.weight",
+        "_bn0.bias",
+        "_blocks.15._bn2.bias",
+        "_bn1.weight",
+    ] {
+        assert!(changed.contains(&name), "{name} did not train: {changed:?}");
+    }
+    let mut stats_after = Vec::new();
+    run.model
+        .backbone
+        .visit_buffers(&mut |n, b| stats_after.push((n.to_string(), b.to_vec())));
+    assert_eq!(
+        stats_before, stats_after,
+        "running statistics must stay frozen"
+    );
 }
 
 #[derive(serde::Deserialize)]
@@ -194,6 +271,10 @@ fn a_sweep_trains_scratch_as_the_convnet_and_reuses_the_imagenet_network() {
     );
     assert_eq!(r.test_evaluations, 2);
     assert_eq!(r.test_examples, 400);
+    // A probe stores only its head; scratch, the whole convnet (PROTOCOLS.md's layer sizes).
+    assert_eq!(r.results[1].trained_params, Some(1281 * 2));
+    let convnet = (9 * 32 + 32) + (32 * 9 * 64 + 64) + (3136 * 128 + 128) + (128 * 2 + 2);
+    assert_eq!(r.results[0].trained_params, Some(convnet));
     assert!(r
         .pretraining
         .source

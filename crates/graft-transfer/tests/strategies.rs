@@ -42,7 +42,7 @@ fn each_strategy_updates_exactly_its_parameters() {
     let start = pretrained.snapshot();
     let train = toy_examples(8);
     let all = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"];
-    let cases: [(Strategy, &[&str]); 7] = [
+    let cases: [(Strategy, &[&str]); 8] = [
         (Strategy::LinearProbe, &[]),
         (Strategy::FineTune, &all),
         (
@@ -59,6 +59,7 @@ fn each_strategy_updates_exactly_its_parameters() {
             &all,
         ),
         (Strategy::LpFt, &all),
+        (Strategy::BitFit, &["fc1.bias", "fc2.bias"]),
     ];
     for (strategy, expect) in cases {
         let run = run_strategy::<MlpBackbone, 256>(strategy, &pretrained, &train, 0, None).unwrap();
@@ -79,6 +80,16 @@ fn each_strategy_updates_exactly_its_parameters() {
             }
         }
         assert_eq!(run.model.num_classes(), 2);
+        // What the run reports it trained: the parameters that changed, and the head.
+        let numel = |name: &str| {
+            start
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |(_, v)| v.len() as u64)
+        };
+        let head = (256 + 1) * 2;
+        let changed_numel: u64 = expect.iter().map(|n| numel(n)).sum();
+        assert_eq!(run.trained_params, changed_numel + head, "{strategy}");
     }
 }
 

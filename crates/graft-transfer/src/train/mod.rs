@@ -18,5 +18,7 @@ pub use crate::head_train::{train_head, train_head_with};
 pub use crate::l2sp::L2Sp;
 pub use crate::metrics::{accuracy, extract_features, mean_loss};
 pub use classifier::{train_classifier, train_classifier_with};
-pub use plan::{CurvePoint, LearningRates, Monitor, Schedule, TrainPlan, TrainStats};
+pub use plan::{
+    is_bias_or_norm, CurvePoint, LearningRates, Monitor, Schedule, TrainPlan, TrainStats,
+};
 pub use progress::progress_bar;

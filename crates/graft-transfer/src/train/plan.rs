@@ -68,6 +68,9 @@ pub struct TrainPlan {
     pub unfreeze_every: Option<usize>,
     /// L2-SP regularisation towards the starting weights.
     pub l2sp: Option<L2Sp>,
+    /// BitFit: in the training blocks only biases and normalisation scales train (see
+    /// [`is_bias_or_norm`]); every weight matrix and convolution filter stays as it is.
+    pub biases_only: bool,
     /// The optimiser (default Adam).
     pub optimizer: OptimizerConfig,
     /// The learning-rate multiplier over the run (default constant).
@@ -83,6 +86,7 @@ impl TrainPlan {
             block_lrs: vec![lrs.backbone; blocks],
             unfreeze_every: None,
             l2sp: None,
+            biases_only: false,
             optimizer: OptimizerConfig::default(),
             lr_schedule: LrSchedule::Constant,
         }
@@ -106,10 +110,15 @@ impl TrainPlan {
     }
 }
 
-/// Index of the backbone block a parameter belongs to (its name's first component).
-pub(crate) fn block_of(name: &str, blocks: &[&str]) -> Option<usize> {
-    let first = name.split('.').next()?;
-    blocks.iter().position(|b| *b == first)
+/// Whether a backbone parameter is a bias or a normalisation layer's scale, by its PyTorch
+/// name: `*.bias`, or the `weight` of a BatchNorm (EfficientNet's `_bn0.weight`,
+/// `_blocks.3._bn1.weight`). What BitFit trains (Ben Zaken et al. 2021; for CNNs with the
+/// BatchNorm affine parameters, whose running statistics stay frozen).
+pub fn is_bias_or_norm(name: &str) -> bool {
+    let mut parts = name.rsplit('.');
+    let last = parts.next();
+    let module = parts.next().unwrap_or("");
+    last == Some("bias") || (last == Some("weight") && module.starts_with("_bn"))
 }
 
 /// Where a training run is watched from: a labelled set outside the training examples,

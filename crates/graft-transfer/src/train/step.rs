@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use graft_nn::{on_workers, Backbone, Classifier, InputBatch};
 
 use crate::optim::Optimizer;
-use crate::train::plan::{block_of, TrainPlan};
+use crate::train::plan::{is_bias_or_norm, TrainPlan};
 use crate::TransferError;
 
 /// Mean cross-entropy of `logits` against integer labels.
@@ -86,7 +86,10 @@ pub(crate) fn update<B: Backbone<F>, const F: usize>(
         if name.starts_with(&head_prefix) {
             return Some(plan.head_lr * mult);
         }
-        let i = block_of(name, B::BLOCKS)?;
+        if plan.biases_only && !is_bias_or_norm(name) {
+            return None;
+        }
+        let i = B::block_of_param(name)?;
         plan.block_trains(i, step)
             .then(|| plan.block_lrs[i])
             .flatten()
