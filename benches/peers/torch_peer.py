@@ -80,11 +80,11 @@ def lite0_logits(P, x, training):
 
 
 def effnet_rows(rows, rounds):
-    """Batch 32 at 224 and 112: inference, feature extraction (the maps, no pooling) and a
+    """Batch 32 at 224 and 96: inference, feature extraction (the maps, no pooling) and a
     fine-tuning step with BatchNorm frozen; graft's effnet_rows in benches/graft_bench.rs."""
     P = lite0_params()
     b = 32
-    for side in (224, 112):
+    for side in (224, 96):
         x = torch.rand(b, 3, side, side) * 2 - 1
         y = torch.randint(0, 1000, (b,))
 

@@ -492,7 +492,7 @@ fn peer_rows(quick: bool) -> Vec<(&'static str, String, Option<f64>)> {
         }
     }
     if !quick {
-        for side in [224, 112] {
+        for side in [224, 96] {
             for row in ["infer", "features", "train-bn-frozen"] {
                 rows.push(("effnet-lite0", format!("{row}/b32/r{side}"), Some(1.0)));
             }

@@ -182,9 +182,10 @@ pub struct PretrainArgs {
     /// Protocol whose source task to train on.
     #[arg(long, default_value = "animals")]
     pub protocol: Protocol,
-    /// Reference network.
-    #[arg(long, default_value = "mlp")]
-    pub model: NetworkKind,
+    /// Reference network (default: mlp, or efficientnet-lite0 for the imagenet-animals
+    /// protocols, whose "pretraining" is the ImageNet checkpoint).
+    #[arg(long)]
+    pub model: Option<NetworkKind>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub loc: Locations,
@@ -221,9 +222,10 @@ pub struct TransferArgs {
     /// Protocol whose target task to learn.
     #[arg(long, default_value = "animals")]
     pub protocol: Protocol,
-    /// Reference network.
-    #[arg(long, default_value = "mlp")]
-    pub model: NetworkKind,
+    /// Network of the checkpoint (default: mlp, or efficientnet-lite0 for the
+    /// imagenet-animals protocols).
+    #[arg(long)]
+    pub model: Option<NetworkKind>,
     /// Pretrained checkpoint whose backbone is reused.
     #[arg(long)]
     pub checkpoint: PathBuf,

@@ -210,14 +210,15 @@ fn split(a: &SplitArgs) -> Result<()> {
 
 /// `graft pretrain`.
 fn pretrain(a: &PretrainArgs) -> Result<()> {
+    let model = a.model.unwrap_or(a.protocol.default_network());
     let info =
-        graft_transfer::tasks::pretrain(a.protocol, a.model, &a.loc.dirs(), &a.loc.cache, &a.out)?;
+        graft_transfer::tasks::pretrain(a.protocol, model, &a.loc.dirs(), &a.loc.cache, &a.out)?;
     if a.json {
         return print_json(&info);
     }
     println!(
         "pretrained {} on {} ({} examples): {}",
-        a.model.name(),
+        model.name(),
         a.protocol.name(),
         info.source_examples,
         a.out.display()
@@ -230,7 +231,7 @@ fn transfer(a: &TransferArgs) -> Result<()> {
     signals::stop_training_on_ctrl_c();
     let r = graft_transfer::tasks::transfer(&graft_transfer::tasks::TransferRequest {
         protocol: a.protocol,
-        network: a.model,
+        network: a.model.unwrap_or(a.protocol.default_network()),
         data: a.loc.dirs(),
         cache_dir: a.loc.cache.clone(),
         checkpoint: a.checkpoint.clone(),

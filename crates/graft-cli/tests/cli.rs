@@ -81,6 +81,27 @@ fn import_animals(dir: &Path) -> PathBuf {
     out
 }
 
+/// `graft eval --json` of `checkpoint` (a `model`) on Animal-MNIST's Cat/Dog test split.
+fn eval_cat_dog_test(dir: &Path, model: &str, checkpoint: &Path) -> serde_json::Value {
+    let ds = import_animals(dir);
+    let o = graft(&[
+        "eval",
+        "--model",
+        model,
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--data",
+        ds.to_str().unwrap(),
+        "--classes",
+        "2,4",
+        "--split",
+        "test",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 #[test]
 fn corrupt_truncated_and_missing_data_files_give_one_clear_line() {
     let dir = temp_dir("bad-data");
@@ -212,26 +233,54 @@ fn pretrain_transfer_and_eval_work_end_to_end() {
         assert_eq!(head_device, "cpu");
     }
     // `graft eval` on the same test split (Cat=2, Dog=4 renumbered 0, 1) agrees.
-    let ds = import_animals(&dir);
-    let o = graft(&[
-        "eval",
-        "--model",
-        "mlp",
-        "--checkpoint",
-        target.to_str().unwrap(),
-        "--data",
-        ds.to_str().unwrap(),
-        "--classes",
-        "2,4",
-        "--split",
-        "test",
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let e = eval_cat_dog_test(&dir, "mlp", &target);
     assert_eq!(e["n"], 400);
     assert!((e["accuracy"].as_f64().unwrap() - t["accuracy"].as_f64().unwrap()).abs() < 1e-12);
     assert!(e["accuracy"].as_f64().unwrap() > 0.6);
+}
+
+#[test]
+fn an_imagenet_transfer_saves_its_running_statistics_and_eval_agrees() {
+    let Some(weights) = graft_test_support::effnet_weights() else {
+        return;
+    };
+    let dir = temp_dir("imagenet");
+    let target = dir.join("catdog.safetensors");
+    // --model left out: the protocol's own network, EfficientNet-Lite0.
+    let o = graft(&[
+        "transfer",
+        "--protocol",
+        "imagenet-animals",
+        "--checkpoint",
+        weights.to_str().unwrap(),
+        "--strategy",
+        "linear-probe",
+        "--k",
+        "5",
+        "--cache",
+        dir.join("cache").to_str().unwrap(),
+        "--out",
+        target.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let bytes = std::fs::read(&target).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert!(st.names().contains(&"_blocks.15._bn2.running_var"));
+    let e = eval_cat_dog_test(&dir, "efficientnet-lite0", &target);
+    assert_eq!(e["accuracy"], t["accuracy"]);
+    // The ImageNet network is not pretrained on 28x28 silhouettes, and the reverse.
+    let o = graft(&[
+        "sweep",
+        "--protocol",
+        "animals",
+        "--model",
+        "efficientnet-lite0",
+        "--runs",
+        dir.join("runs").to_str().unwrap(),
+    ]);
+    assert_clean_error(&o, "--protocol imagenet-animals");
 }
 
 #[test]
