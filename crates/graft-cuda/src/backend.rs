@@ -2,24 +2,10 @@
 
 use std::sync::OnceLock;
 
+use crate::device::Backend;
 use crate::error::CudaError;
 use crate::probe::{nvrtc_available, probe, DeviceInfo};
-
-/// Where graft runs its tensor work.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Backend {
-    /// The CPU path; always available.
-    Cpu,
-    /// A CUDA device (the first one the driver lists), with the NVRTC compiler available.
-    Cuda(DeviceInfo),
-}
-
-impl Backend {
-    /// Whether this is the CUDA backend.
-    pub fn is_cuda(&self) -> bool {
-        matches!(self, Backend::Cuda(_))
-    }
-}
+use crate::self_check::self_check;
 
 /// The backend chosen for this process, and why CUDA is not used when it is the CPU.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,7 +46,7 @@ pub fn backend_choice() -> &'static BackendChoice {
     static CHOICE: OnceLock<BackendChoice> = OnceLock::new();
     CHOICE.get_or_init(|| {
         let choice = choose(usable_device(), |info| {
-            crate::self_check(&Backend::Cuda(info.clone())).map(|_| ())
+            self_check(&Backend::Cuda(info.clone())).map(|_| ())
         });
         match (&choice.backend, &choice.cpu_reason) {
             (Backend::Cuda(info), _) => tracing::info!(

@@ -2,62 +2,11 @@
 //! batches and learning-rate factors of every step given by the caller: the trainer behind
 //! [`crate::LinearProbe`], and what graft-transfer runs on a GPU to reproduce its own probe.
 
-use crate::backend::Backend;
-use crate::ops::{check_len, check_u32, invalid, AdamConfig, OpError};
+use crate::device::Backend;
+use crate::spec::{
+    check_len, check_u32, invalid, CachedFeatures, HeadOptimizer, HeadSteps, OpError,
+};
 use crate::{cpu, gpu};
-
-/// Cached features and their labels: `labels.len()` rows of width `dim`, row-major.
-#[derive(Debug, Clone, Copy)]
-pub struct CachedFeatures<'a> {
-    /// `labels.len() × dim` values.
-    pub values: &'a [f32],
-    /// Feature width.
-    pub dim: usize,
-    /// One label per row, in `0..classes`.
-    pub labels: &'a [u32],
-    /// Number of classes (rows of W).
-    pub classes: usize,
-}
-
-/// What each step of a run trains on: its batch's rows and the factor on the learning rates.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct HeadSteps {
-    /// Row indices of every step's batch, one batch after another.
-    pub rows: Vec<u32>,
-    /// Rows in each step's batch (each at least 1; they sum to `rows.len()`).
-    pub batch_sizes: Vec<usize>,
-    /// Factor on both optimisers' learning rates at each step (one per step).
-    pub lr_scale: Vec<f32>,
-}
-
-impl HeadSteps {
-    /// `epochs` passes over `0..n` in [`crate::epoch_order`]'s order, batches of `batch`
-    /// (the last of an epoch may be smaller), learning rates unscaled.
-    pub fn epochs(seed: u64, n: usize, batch: usize, epochs: usize) -> Self {
-        let mut steps = HeadSteps::default();
-        for epoch in 0..epochs {
-            steps.rows.extend(crate::epoch_order(seed, epoch as u64, n));
-            let mut left = n;
-            while left > 0 {
-                let b = batch.min(left);
-                steps.batch_sizes.push(b);
-                steps.lr_scale.push(1.0);
-                left -= b;
-            }
-        }
-        steps
-    }
-}
-
-/// The optimisers: Adam or AdamW ([`AdamConfig`]) for the weights and for the bias. Step `i`
-/// uses each configuration's learning rate times `lr_scale[i]`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct HeadOptimizer {
-    /// For W.
-    pub weight: AdamConfig,
-    /// For b.
-    pub bias: AdamConfig,
-}
 
 /// Trains W (`classes × dim`, row-major) and b in place, one Adam(W) step per entry of
 /// `steps`, each on the mean softmax cross-entropy of its batch. Returns each row's loss at
@@ -129,7 +78,7 @@ fn check_head(
         )));
     }
     for cfg in [&opt.weight, &opt.bias] {
-        crate::ops::check_adam_config(cfg)?;
+        crate::spec::check_adam_config(cfg)?;
     }
     if steps.lr_scale.iter().any(|s| !s.is_finite() || *s < 0.0) {
         return Err(invalid("lr factors must be finite and >= 0"));

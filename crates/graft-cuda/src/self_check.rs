@@ -6,12 +6,12 @@
 //! numbers. The inputs are shaped to reach every branch of the launches: several blocks,
 //! rows wider than a block, batches that end mid-epoch, crops that leave the image.
 
-use crate::backend::Backend;
+use crate::device::Backend;
 use crate::error::CudaError;
-use crate::linear_head::{train_linear_head_on, CachedFeatures, HeadOptimizer, HeadSteps};
-use crate::ops::{
-    adam_step_on, knn_on, normalize_images_on, softmax_xent_on, sq_distances_on, AdamConfig,
-    AdamState, Augment, ImageShape, OpError,
+use crate::linear_head::train_linear_head_on;
+use crate::ops::{adam_step_on, knn_on, normalize_images_on, softmax_xent_on, sq_distances_on};
+use crate::spec::{
+    AdamConfig, AdamState, Augment, CachedFeatures, HeadOptimizer, HeadSteps, ImageShape, OpError,
 };
 
 /// Relative tolerance of value comparisons (f32 arithmetic; the device's `expf`/`logf`

@@ -1,6 +1,6 @@
 //! Reference for `kernels/adam.cu`.
 
-use crate::ops::{check_adam, AdamConfig, AdamScalars, AdamState, OpError};
+use crate::spec::{check_adam, AdamConfig, AdamScalars, AdamState, OpError};
 
 /// CPU reference of [`crate::adam_step`], element by element as in the kernel:
 /// AdamW `p *= 1 - lr·wd` or Adam `g += wd·p`; `m = β1 m + (1-β1) g`;

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 
 use rayon::prelude::*;
 
-use crate::ops::{check_knn, checked_product, Knn, OpError};
+use crate::spec::{check_knn, checked_product, Knn, OpError};
 
 /// Squared norm of each `dim`-wide row, summed in order.
 pub(crate) fn row_sq_norms(x: &[f32], dim: usize) -> Vec<f32> {

@@ -2,10 +2,10 @@
 
 use crate::cpu::adam::apply;
 use crate::cpu::softmax_xent;
-use crate::linear_head::{CachedFeatures, HeadOptimizer, HeadSteps};
-use crate::linear_probe::{LinearProbe, LinearProbeConfig};
-use crate::ops::{AdamScalars, OpError};
-use crate::Backend;
+use crate::device::Backend;
+use crate::spec::{AdamScalars, OpError};
+use crate::spec::{CachedFeatures, HeadOptimizer, HeadSteps};
+use crate::spec::{LinearProbe, LinearProbeConfig};
 
 /// `rows × classes` logits `x Wᵀ + b`; each dot product summed in feature order.
 pub(crate) fn linear_logits(x: &[f32], d: usize, w: &[f32], b: &[f32], classes: usize) -> Vec<f32> {
@@ -96,7 +96,7 @@ pub(crate) fn train_linear_head(
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::epoch_order;
+    use crate::spec::epoch_order;
 
     /// `classes` well-separated Gaussian-ish blobs in `d` dimensions (deterministic).
     pub(crate) fn blobs(n: usize, d: usize, classes: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {

@@ -11,6 +11,7 @@ mod linear;
 mod normalize;
 mod softmax;
 
+pub use crate::spec::{mix64, sample_hash};
 pub use adam::adam_step;
 #[cfg(test)]
 pub(crate) use knn::row_sq_norms;
@@ -19,5 +20,5 @@ pub use linear::fit_linear_probe;
 #[cfg(test)]
 pub(crate) use linear::tests::blobs;
 pub(crate) use linear::{linear_logits, train_linear_head};
-pub use normalize::{mix64, normalize_images, sample_hash};
+pub use normalize::normalize_images;
 pub use softmax::softmax_xent;

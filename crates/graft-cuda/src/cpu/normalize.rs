@@ -1,19 +1,6 @@
 //! Reference for `kernels/normalize.cu`.
 
-use crate::ops::{check_normalize, Augment, ImageShape, OpError};
-
-/// SplitMix64's output finaliser (Stafford's "Mix13"): a bijective 64-bit hash.
-pub fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The counter-based hash behind [`Augment`]: `mix64(seed + 0x9E3779B97F4A7C15 * (index + 1))`
-/// with wrapping arithmetic, i.e. the `index + 1`-th output of SplitMix64 seeded with `seed`.
-pub fn sample_hash(seed: u64, index: u64) -> u64 {
-    mix64(seed.wrapping_add(0x9E37_79B9_7F4A_7C15u64.wrapping_mul(index.wrapping_add(1))))
-}
+use crate::spec::{check_normalize, Augment, ImageShape, OpError};
 
 /// CPU reference of [`crate::normalize_images`].
 pub fn normalize_images(
@@ -69,6 +56,7 @@ pub fn normalize_images(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::sample_hash;
     use proptest::prelude::*;
 
     #[test]

@@ -1,6 +1,6 @@
 //! Reference for `kernels/softmax_xent.cu`.
 
-use crate::ops::{check_softmax, mean_loss, OpError, SoftmaxXent};
+use crate::spec::{check_softmax, mean_loss, OpError, SoftmaxXent};
 
 /// CPU reference of [`crate::softmax_xent`]: per row, `m = max x`, `s = Σ exp(x - m)`
 /// (summed in class order), loss `ln s + m - x[label]`, gradient

@@ -13,8 +13,8 @@ use super::ops::{blas_err, no_blas};
 use super::{drv, gemm, grid_stride, thread_per_item, Gpu};
 use crate::error::CudaError;
 use crate::kernels;
-use crate::linear_head::{CachedFeatures, HeadOptimizer, HeadSteps};
 use crate::probe::guarded;
+use crate::spec::{CachedFeatures, HeadOptimizer, HeadSteps};
 
 impl Gpu {
     /// See [`crate::train_linear_head_on`]; inputs checked by it.

@@ -10,10 +10,10 @@ use cudarc::driver::{CudaSlice, CudaView, PushKernelArg};
 use super::{block_per_row, drv, gemm, grid_stride, thread_per_item, Gpu};
 use crate::error::CudaError;
 use crate::kernels;
-use crate::ops::{
+use crate::probe::guarded;
+use crate::spec::{
     mean_loss, AdamConfig, AdamScalars, AdamState, Augment, ImageShape, Knn, SoftmaxXent,
 };
-use crate::probe::guarded;
 
 /// Largest distance block (queries × references) materialised at once by [`Gpu::knn`].
 const KNN_BLOCK_ELEMS: usize = 1 << 26;

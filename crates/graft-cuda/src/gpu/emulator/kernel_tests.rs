@@ -10,11 +10,12 @@ use proptest::prelude::*;
 
 use super::{emulator, sgemm_reference, Args, Emulator, Guarded, F32_CANARY, U32_CANARY};
 use crate::cpu;
+use crate::device::Backend;
 use crate::gpu::{block_per_row, gemm, grid_stride, thread_per_item};
-use crate::linear_head::{train_linear_head_on, CachedFeatures, HeadOptimizer, HeadSteps};
-use crate::linear_probe::LinearProbeConfig;
-use crate::ops::{AdamConfig, AdamScalars, AdamState, Augment, ImageShape};
-use crate::Backend;
+use crate::linear_head::train_linear_head_on;
+use crate::spec::LinearProbeConfig;
+use crate::spec::{AdamConfig, AdamScalars, AdamState, Augment, ImageShape};
+use crate::spec::{CachedFeatures, HeadOptimizer, HeadSteps};
 
 /// `|got - want| <= rel * |want| + abs` for every pair, naming the first that is not.
 fn assert_close(got: &[f32], want: &[f32], rel: f32, abs: f32, what: &str) {
