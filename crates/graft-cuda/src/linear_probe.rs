@@ -12,7 +12,7 @@ use crate::spec::{
 impl LinearProbe {
     /// Trains a linear probe on `n` cached feature rows of width `d` (row-major) with
     /// `labels` in `0..classes`: zero-initialised weights, per-epoch shuffles
-    /// ([`epoch_order`]), softmax cross-entropy, AdamW on the weights and Adam on the
+    /// ([`crate::epoch_order`]), softmax cross-entropy, AdamW on the weights and Adam on the
     /// bias. Runs on [`select_backend`]'s choice; both backends agree within f32
     /// rounding.
     pub fn fit(

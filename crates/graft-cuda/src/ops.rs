@@ -7,7 +7,7 @@ use crate::device::Backend;
 use crate::spec::*;
 use crate::{cpu, gpu};
 
-/// [`normalize_images`] on an explicit backend.
+/// [`crate::normalize_images`] on an explicit backend.
 pub fn normalize_images_on(
     backend: &Backend,
     pixels: &[u8],
@@ -26,7 +26,7 @@ pub fn normalize_images_on(
     }
 }
 
-/// [`softmax_xent`] on an explicit backend.
+/// [`crate::softmax_xent`] on an explicit backend.
 pub fn softmax_xent_on(
     backend: &Backend,
     logits: &[f32],
@@ -43,7 +43,7 @@ pub fn softmax_xent_on(
     }
 }
 
-/// [`adam_step`] on an explicit backend (on CUDA, the slices are copied to the device and
+/// [`crate::adam_step`] on an explicit backend (on CUDA, the slices are copied to the device and
 /// back; the linear-probe trainer keeps its state on the device instead).
 pub fn adam_step_on(
     backend: &Backend,
@@ -63,7 +63,7 @@ pub fn adam_step_on(
     }
 }
 
-/// [`sq_distances`] on an explicit backend.
+/// [`crate::sq_distances`] on an explicit backend.
 pub fn sq_distances_on(
     backend: &Backend,
     queries: &[f32],
@@ -81,7 +81,7 @@ pub fn sq_distances_on(
     }
 }
 
-/// [`knn`] on an explicit backend.
+/// [`crate::knn`] on an explicit backend.
 pub fn knn_on(
     backend: &Backend,
     queries: &[f32],

@@ -80,7 +80,7 @@ impl ImageShape {
     }
 }
 
-/// Seeded augmentation for [`normalize_images`]: a random crop of the image padded by
+/// Seeded augmentation for [`crate::normalize_images`]: a random crop of the image padded by
 /// `pad` zero pixels on every side back to its own size, then (if `flip`) a horizontal
 /// flip with probability ½.
 ///
@@ -164,7 +164,7 @@ pub(crate) fn check_normalize(
 // 2. Softmax + cross-entropy
 // ---------------------------------------------------------------------------------
 
-/// Result of [`softmax_xent`].
+/// Result of [`crate::softmax_xent`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct SoftmaxXent {
     /// Mean cross-entropy over the rows (accumulated in f64).
@@ -205,7 +205,7 @@ pub(crate) fn mean_loss(row_losses: &[f32]) -> f32 {
 // 3. Adam / AdamW
 // ---------------------------------------------------------------------------------
 
-/// Hyper-parameters of [`adam_step`], with PyTorch's meaning and defaults.
+/// Hyper-parameters of [`crate::adam_step`], with PyTorch's meaning and defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamConfig {
     /// Learning rate.
@@ -353,7 +353,7 @@ pub(crate) fn check_adam(
 // 4. Pairwise distances and k nearest neighbours
 // ---------------------------------------------------------------------------------
 
-/// Result of [`knn`]: for each query, its `k` nearest references.
+/// Result of [`crate::knn`]: for each query, its `k` nearest references.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Knn {
     /// Neighbours per query.
