@@ -5,11 +5,12 @@
 //! blocks, with dfdx's tape, and graft's own Adam over the trained tensors.
 
 use dfdx::losses::cross_entropy_with_logits_loss;
-use dfdx::shapes::{HasShape, Shape};
-use dfdx::tensor::{Cpu, Gradients, NoneTape, Tape, Tensor, TensorFromVec, Trace};
+use dfdx::shapes::HasShape;
+use dfdx::tensor::{Cpu, Gradients, NoneTape, Tape, TensorFromVec, Trace};
 use dfdx::tensor_ops::Backward;
 use graft_data::SplitMix64;
 
+use crate::adam::{Adam, Trainable, TrainedTensors};
 use crate::bert::{l2_normalize, BertLayer, EncoderInput, LayerNorm, Linear, Matrix};
 use crate::head::LinearHead;
 use crate::infer::Layout;
@@ -173,7 +174,12 @@ impl TextClassifier {
         Ok(out)
     }
 
-    fn visit(&mut self, block_lr: f32, head_lr: f32, f: &mut dyn FnMut(&mut dyn Trainable, f32)) {
+    fn visit_trained(
+        &mut self,
+        block_lr: f32,
+        head_lr: f32,
+        f: &mut dyn FnMut(&mut dyn Trainable, f32),
+    ) {
         let lin = |l: &mut Linear, lr: f32, f: &mut dyn FnMut(&mut dyn Trainable, f32)| {
             f(&mut l.weight, lr);
             f(&mut l.bias, lr);
@@ -196,25 +202,10 @@ impl TextClassifier {
     }
 }
 
-/// A trained tensor seen without its shape.
-trait Trainable {
-    fn values(&self) -> Vec<f32>;
-    fn set(&mut self, v: &[f32]);
-    fn grad(&self, grads: &mut Gradients<f32, Cpu>) -> Result<Vec<f32>, TextError>;
-}
-
-impl<S: Shape> Trainable for Tensor<S, f32, Cpu> {
-    fn values(&self) -> Vec<f32> {
-        self.as_vec()
-    }
-    fn set(&mut self, v: &[f32]) {
-        self.copy_from(v);
-    }
-    fn grad(&self, grads: &mut Gradients<f32, Cpu>) -> Result<Vec<f32>, TextError> {
-        let g = grads
-            .get_or_alloc_mut(self)
-            .map_err(|e| TextError::Tensor(format!("{e:?}")))?;
-        Ok(g.to_vec())
+impl TrainedTensors for TextClassifier {
+    /// The trained blocks at `lr`, the head at `head_lr`.
+    fn visit(&mut self, lr: f32, head_lr: f32, f: &mut dyn FnMut(&mut dyn Trainable, f32)) {
+        self.visit_trained(lr, head_lr, f);
     }
 }
 
@@ -250,7 +241,7 @@ pub fn fine_tune(
     let mut rng = SplitMix64::new(cfg.seed);
     let head = initial_head(init, classes, states.dim, &mut rng);
     let mut net = TextClassifier::top_of(model, states, head, classes);
-    let mut adam = adam_moments(&mut net);
+    let mut adam = Adam::new(&mut net);
     let mut order = Shuffled::new(train.len());
     let batch = cfg.batch.clamp(1, train.len());
     let mut tokens_seen = 0usize;
@@ -263,7 +254,7 @@ pub fn fine_tune(
         let logits = net.forward(x.traced(Gradients::leaky()), &input);
         let target = one_hot(&model.encoder.dev, &ys, classes);
         let mut grads = cross_entropy_with_logits_loss(logits, target).backward();
-        adam_update(&mut net, &mut grads, &mut adam, cfg, step)?;
+        adam.update(&mut net, &mut grads, cfg.block_lr, cfg.head_lr, step)?;
         observe(&net, step, flops_of(tokens_seen))?;
     }
     let flops = flops_of(tokens_seen);
@@ -326,44 +317,6 @@ impl TextClassifier {
     }
 }
 
-/// Adam's first and second moments of every trained tensor, zero, in `visit` order.
-fn adam_moments(net: &mut TextClassifier) -> Vec<(Vec<f32>, Vec<f32>)> {
-    let mut adam: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
-    net.visit(0.0, 0.0, &mut |t, _| {
-        let n = t.values().len();
-        adam.push((vec![0.0; n], vec![0.0; n]));
-    });
-    adam
-}
-
-/// One Adam step of every trained tensor from its gradient in `grads`.
-fn adam_update(
-    net: &mut TextClassifier,
-    grads: &mut Gradients<f32, Cpu>,
-    adam: &mut [(Vec<f32>, Vec<f32>)],
-    cfg: &FineTuneConfig,
-    step: usize,
-) -> Result<(), TextError> {
-    let mut slot = 0;
-    let mut failed = None;
-    net.visit(cfg.block_lr, cfg.head_lr, &mut |t, lr| {
-        match t.grad(grads) {
-            Ok(g) => {
-                let (m, v) = &mut adam[slot];
-                let mut w = t.values();
-                adam_step(&mut w, &g, m, v, lr, step);
-                t.set(&w);
-            }
-            Err(e) => failed = Some(e),
-        }
-        slot += 1;
-    });
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
 /// Training FLOPs after `tokens` padded tokens: forward and backward (3x forward) over every
 /// token of every one of the `trained_blocks`.
 fn fine_tune_flops(model: &MiniLm, trained_blocks: usize) -> impl Fn(usize) -> f64 {
@@ -417,22 +370,4 @@ pub(crate) fn one_hot(dev: &Cpu, ys: &[usize], classes: usize) -> Matrix {
         onehot[r * classes + y] = 1.0;
     }
     dev.tensor_from_vec(onehot, (ys.len(), classes))
-}
-
-/// One Adam step (PyTorch's defaults: betas 0.9, 0.999, eps 1e-8) on `w`.
-pub(crate) fn adam_step(
-    w: &mut [f32],
-    g: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    lr: f32,
-    step: usize,
-) {
-    let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
-    let (bc1, bc2) = (1.0 - b1.powi(step as i32), 1.0 - b2.powi(step as i32));
-    for i in 0..w.len() {
-        m[i] = b1 * m[i] + (1.0 - b1) * g[i];
-        v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
-        w[i] -= lr * (m[i] / bc1) / ((v[i] / bc2).sqrt() + eps);
-    }
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+mod adam;
 pub mod adapter;
 pub mod bert;
 pub mod bow;

@@ -11,14 +11,15 @@
 use std::sync::Arc;
 
 use dfdx::losses::cross_entropy_with_logits_loss;
-use dfdx::shapes::{HasShape, Shape};
-use dfdx::tensor::{Cpu, Gradients, Tape, Tensor, TensorFromVec, Trace};
+use dfdx::shapes::HasShape;
+use dfdx::tensor::{Cpu, Gradients, Tape, TensorFromVec, Trace};
 use dfdx::tensor_ops::Backward;
 use graft_data::SplitMix64;
 
+use crate::adam::{Adam, Trainable, TrainedTensors};
 use crate::bert::{block_forward, l2_normalize, BertEncoder, EncoderInput, LayerNorm, Linear};
 use crate::bert::{Matrix, Proj};
-use crate::finetune::{adam_step, check_one_label_each, one_hot, Shuffled};
+use crate::finetune::{check_one_label_each, one_hot, Shuffled};
 use crate::head::LinearHead;
 use crate::lora::{frozen_linear, Dropout, FrozenLinear, LoraParams};
 use crate::minilm::MiniLm;
@@ -310,7 +311,7 @@ impl PeftNet {
     }
 
     /// Visits every trained tensor with its learning rate.
-    fn visit(&mut self, lr: f32, head_lr: f32, f: &mut dyn FnMut(&mut dyn Trainable, f32)) {
+    fn visit_trained(&mut self, lr: f32, head_lr: f32, f: &mut dyn FnMut(&mut dyn Trainable, f32)) {
         let bitfit = self.bitfit();
         if bitfit {
             f(&mut self.embed_norm.weight, lr);
@@ -340,30 +341,15 @@ impl PeftNet {
     /// Trained parameters (the head included).
     pub fn trainable_parameters(&mut self) -> usize {
         let mut n = 0;
-        self.visit(0.0, 0.0, &mut |t, _| n += t.values().len());
+        self.visit_trained(0.0, 0.0, &mut |t, _| n += t.values().len());
         n
     }
 }
 
-/// A trained tensor seen without its shape.
-trait Trainable {
-    fn values(&self) -> Vec<f32>;
-    fn set(&mut self, v: &[f32]);
-    fn grad(&self, grads: &mut Gradients<f32, Cpu>) -> Result<Vec<f32>, TextError>;
-}
-
-impl<S: Shape> Trainable for Tensor<S, f32, Cpu> {
-    fn values(&self) -> Vec<f32> {
-        self.as_vec()
-    }
-    fn set(&mut self, v: &[f32]) {
-        self.copy_from(v);
-    }
-    fn grad(&self, grads: &mut Gradients<f32, Cpu>) -> Result<Vec<f32>, TextError> {
-        let g = grads
-            .get_or_alloc_mut(self)
-            .map_err(|e| TextError::Tensor(format!("{e:?}")))?;
-        Ok(g.to_vec())
+impl TrainedTensors for PeftNet {
+    /// The adapters (or biases and norms) at `lr`, the head at `head_lr`.
+    fn visit(&mut self, lr: f32, head_lr: f32, f: &mut dyn FnMut(&mut dyn Trainable, f32)) {
+        self.visit_trained(lr, head_lr, f);
     }
 }
 
@@ -439,7 +425,7 @@ pub fn train_peft(
         .collect::<Result<Vec<_>, _>>()?;
     let mut net = PeftNet::new(enc, method, classes, cfg.seed);
     let trainable = net.trainable_parameters();
-    let mut adam = adam_moments(&mut net);
+    let mut adam = Adam::new(&mut net);
     let mut rng = SplitMix64::new(cfg.seed ^ 0x5eed_1a7a);
     let mut order = Shuffled::new(texts.len());
     let batch = cfg.batch.clamp(1, texts.len());
@@ -458,7 +444,7 @@ pub fn train_peft(
         let logits = net.forward(x.traced(Gradients::leaky()), &input, Some(rng.next_u64()));
         let target = one_hot(&enc.dev, &ys, classes);
         let mut grads = cross_entropy_with_logits_loss(logits, target).backward();
-        adam_update(&mut net, &mut grads, &mut adam, cfg, step)?;
+        adam.update(&mut net, &mut grads, cfg.lr, cfg.head_lr, step)?;
         observe(&net, step, flops_of(tokens_seen))?;
     }
     Ok(PeftTrained {
@@ -488,44 +474,6 @@ fn check_method_and_data(
         }
     }
     Ok(())
-}
-
-/// Adam's first and second moments of every trained tensor, zero, in `visit` order.
-fn adam_moments(net: &mut PeftNet) -> Vec<(Vec<f32>, Vec<f32>)> {
-    let mut adam: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
-    net.visit(0.0, 0.0, &mut |t, _| {
-        let n = t.values().len();
-        adam.push((vec![0.0; n], vec![0.0; n]));
-    });
-    adam
-}
-
-/// One Adam step of every trained tensor from its gradient in `grads`.
-fn adam_update(
-    net: &mut PeftNet,
-    grads: &mut Gradients<f32, Cpu>,
-    adam: &mut [(Vec<f32>, Vec<f32>)],
-    cfg: &PeftConfig,
-    step: usize,
-) -> Result<(), TextError> {
-    let mut slot = 0;
-    let mut failed = None;
-    net.visit(cfg.lr, cfg.head_lr, &mut |t, lr| {
-        match t.grad(grads) {
-            Ok(g) => {
-                let (m, v) = &mut adam[slot];
-                let mut w = t.values();
-                adam_step(&mut w, &g, m, v, lr, step);
-                t.set(&w);
-            }
-            Err(e) => failed = Some(e),
-        }
-        slot += 1;
-    });
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
 }
 
 /// Training FLOPs after `tokens` padded tokens: the forward, and a backward that computes
